@@ -1,0 +1,3 @@
+from vibe_edge.cli import main
+
+main()

@@ -1,0 +1,283 @@
+"""Engine: one model, one llama context with N slots, one scheduler thread.
+
+`submit()` does all the checking in the caller's thread (so a bad request fails at once with
+a clear error and never reaches the scheduler), then hands a Job to the scheduler.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from vibe_edge.chat.language import cjk_advisory
+from vibe_edge.chat.template import normalize_messages, prompt_prefills_think, render_chat
+from vibe_edge.engine._llama import KV_TYPES, Context, ContextParams, Model, Sampler, supports_gpu_offload
+from vibe_edge.engine.handle import RequestHandle
+from vibe_edge.engine.job import Job
+from vibe_edge.engine.scheduler import Scheduler
+from vibe_edge.engine.types import GenerationRequest, GenerationResult
+from vibe_edge.errors import ContextLengthExceeded, EngineClosed, InvalidRequest, SettingsError
+from vibe_edge.modelfile import inspect_gguf
+
+log = logging.getLogger("vibe_edge.engine")
+
+DEFAULT_SLOTS = 4
+DEFAULT_CTX_PER_SLOT = 4096
+DEFAULT_BATCH_SIZE = 512
+# While other slots are generating, a prefilling slot feeds at most this many prompt tokens per
+# step: on a CPU that keeps everyone else's stream moving during a long prompt.
+DEFAULT_PREFILL_CHUNK_BUSY = 64
+DEFAULT_QUEUE_SIZE = 64
+DEFAULT_REQUEST_TIMEOUT_S = 1800.0
+MIN_CTX_PER_SLOT = 256
+
+
+def _usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How to run a model. The hardware plan (`vibe-edge doctor`) fills these by default."""
+
+    model_path: str | Path
+    n_slots: int = DEFAULT_SLOTS
+    ctx_per_slot: int = DEFAULT_CTX_PER_SLOT
+    threads: int | None = None        # None: all usable cores
+    threads_batch: int | None = None  # None: same as threads
+    gpu_layers: int = 0               # -1: all
+    kv_type: str = "f16"
+    flash_attn: bool | None = None    # None: llama.cpp decides
+    batch_size: int = DEFAULT_BATCH_SIZE
+    prefill_chunk_busy: int = DEFAULT_PREFILL_CHUNK_BUSY
+    queue_size: int = DEFAULT_QUEUE_SIZE
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    warmup: bool = True
+    name: str | None = None
+
+    def validate(self) -> None:
+        checks = [
+            (self.n_slots >= 1, "slots must be >= 1"),
+            (self.ctx_per_slot >= MIN_CTX_PER_SLOT, f"context per slot must be >= {MIN_CTX_PER_SLOT}"),
+            (self.threads is None or self.threads >= 1, "threads must be >= 1"),
+            (self.batch_size >= 32, "batch size must be >= 32"),
+            (self.prefill_chunk_busy >= 1, "prefill chunk must be >= 1"),
+            (self.queue_size >= 0, "queue size must be >= 0"),
+            (self.request_timeout_s > 0, "request timeout must be > 0"),
+            (self.kv_type in KV_TYPES, f"kv type must be one of {', '.join(KV_TYPES)}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise SettingsError(message)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    path: str
+    architecture: str
+    n_params: int
+    size_bytes: int
+    n_ctx_train: int
+    chat_template: str | None
+    n_slots: int
+    ctx_per_slot: int
+    thinks: bool  # the vocabulary has <think> and </think> as single tokens
+    gpu_layers: int
+    gpu_offload: bool  # this llama.cpp build can offload to a GPU
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    n_slots: int
+    busy_slots: int
+    queued: int
+    queue_size: int
+    kv_used_tokens: int
+    kv_capacity_tokens: int
+
+
+class Engine:
+    def __init__(self, config: EngineConfig):
+        config.validate()
+        self.config = config
+        path = str(Path(config.model_path).expanduser())
+        facts = inspect_gguf(path)  # clear errors for non-GGUF / truncated files, before llama.cpp
+        self._model = Model(path, gpu_layers=config.gpu_layers)
+        threads = config.threads or _usable_cores()
+        try:
+            self._ctx = Context(self._model, ContextParams(
+                n_seq=config.n_slots, ctx_per_seq=config.ctx_per_slot, n_batch=config.batch_size,
+                threads=threads, threads_batch=config.threads_batch or threads,
+                kv_type=config.kv_type, flash_attn=config.flash_attn))
+        except Exception:
+            self._model.close()
+            raise
+        model = self._model
+        thinks = all(len(model.tokenize(t, add_special=False)) == 1 for t in ("<think>", "</think>"))
+        self.info = ModelInfo(
+            name=config.name or facts.name or Path(path).stem,
+            path=path,
+            architecture=facts.architecture,
+            n_params=model.n_params,
+            size_bytes=model.size_bytes,
+            n_ctx_train=model.n_ctx_train,
+            chat_template=model.chat_template(),
+            n_slots=config.n_slots,
+            ctx_per_slot=config.ctx_per_slot,
+            thinks=thinks,
+            gpu_layers=config.gpu_layers,
+            gpu_offload=supports_gpu_offload(),
+        )
+        self._bos_text = model.token_text(model.special_token("bos")) if model.add_bos else ""
+        self._eos_text = model.token_text(model.special_token("eos"))
+        if config.warmup:
+            self._warm_up()
+        self._scheduler = Scheduler(model, self._ctx, batch_size=config.batch_size,
+                                    prefill_chunk_busy=config.prefill_chunk_busy,
+                                    queue_size=config.queue_size)
+        self._scheduler.start()
+        self._closed = False
+        # submit() reads the model (template, tokenizer, sampler) outside the scheduler thread:
+        # close() takes this lock so it never frees the model under a submit in flight.
+        self._lifecycle = threading.Lock()
+
+    def _warm_up(self) -> None:
+        """One tiny decode so the first user does not pay for lazy allocations and page-ins."""
+        from vibe_edge.engine._llama import Batch
+
+        batch = Batch(2)
+        try:
+            first = self._model.special_token("bos")
+            batch.add(first if first >= 0 else 0, 0, 0, True)
+            self._ctx.decode(batch)
+        finally:
+            batch.close()
+            self._ctx.clear()
+
+    # -- public API -----------------------------------------------------------------------------
+    def render(self, request: GenerationRequest) -> str:
+        """The exact prompt text a request turns into (chat template applied)."""
+        if request.messages is None:
+            return request.prompt or ""
+        messages = normalize_messages(request.messages)
+        return render_chat(messages, template=self.info.chat_template, bos_token=self._bos_text,
+                           eos_token=self._eos_text, add_generation_prompt=True)
+
+    def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
+        return self._model.tokenize(text, add_special=add_special and self._model.add_bos)
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return b"".join(self._model.piece(t) for t in tokens).decode("utf-8", errors="replace")
+
+    def submit(self, request: GenerationRequest) -> RequestHandle:
+        """Queue a request. Raises InvalidRequest, ContextLengthExceeded, EngineBusy or
+        EngineClosed at once; otherwise returns a handle that streams its events."""
+        request.validate()
+        with self._lifecycle:
+            if self._closed:
+                raise EngineClosed("the engine is closed", hint="open a new engine")
+            return self._submit(request)
+
+    def _submit(self, request: GenerationRequest) -> RequestHandle:
+        prompt = self.render(request)
+        # Chat templates write their own BOS when the model wants one; a raw prompt gets it here.
+        tokens = self._model.tokenize(prompt, add_special=request.messages is None and self._model.add_bos)
+        if not tokens:
+            raise InvalidRequest("the prompt is empty", param="prompt" if request.prompt is not None else "messages")
+        room = self.config.ctx_per_slot - len(tokens)
+        if room < 1:
+            raise ContextLengthExceeded(
+                f"the prompt is {len(tokens)} tokens but a slot holds {self.config.ctx_per_slot} "
+                "tokens (prompt and answer together)",
+                hint="shorten the conversation, or start with a larger context per slot (--ctx) "
+                     "and fewer slots (--slots)",
+                param="messages" if request.messages is not None else "prompt",
+            )
+        seed = request.sampling.seed if request.sampling.seed is not None else random.getrandbits(32)
+        sampler = Sampler(self._model, request.sampling, seed)  # raises on a bad grammar/bias
+        notices = []
+        advisory = cjk_advisory(_last_user_text(request))
+        if advisory:
+            notices.append(("cjk_prompt", advisory))
+        timeout = request.deadline_s or self.config.request_timeout_s
+        handle = RequestHandle(request.request_id)
+        job = Job(
+            request=request,
+            handle=handle,
+            prompt_tokens=tokens,
+            sampler=sampler,
+            max_new_tokens=min(request.max_tokens or room, room),
+            deadline=time.monotonic() + timeout,
+            start_in_reasoning=prompt_prefills_think(prompt),
+            notices=notices,
+        )
+        handle.cancel = _cancel_and_wake(handle, self._scheduler)  # type: ignore[method-assign]
+        try:
+            self._scheduler.submit(job)
+        except Exception:
+            sampler.close()
+            raise
+        return handle
+
+    def generate(self, request: GenerationRequest, timeout: float | None = None) -> GenerationResult:
+        return self.submit(request).result(timeout)
+
+    def status(self) -> EngineStatus:
+        busy, queued, kv_used = self._scheduler.counts()
+        return EngineStatus(
+            n_slots=self.config.n_slots, busy_slots=busy, queued=queued,
+            queue_size=self.config.queue_size, kv_used_tokens=kv_used,
+            kv_capacity_tokens=self.config.n_slots * self.config.ctx_per_slot,
+        )
+
+    def close(self, grace_s: float = 0.0) -> None:
+        """Stop taking requests; let running ones finish for up to grace_s, cancel the rest."""
+        with self._lifecycle:
+            if self._closed:
+                return
+            self._closed = True
+            self._scheduler.stop_accepting()
+        deadline = time.monotonic() + grace_s
+        while grace_s > 0 and not self._scheduler.idle() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._scheduler.cancel_all()
+        self._scheduler.shutdown()
+        self._scheduler.batch.close()
+        self._ctx.close()
+        self._model.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _cancel_and_wake(handle: RequestHandle, scheduler: Scheduler):
+    def cancel() -> None:
+        handle.cancel_requested = True
+        scheduler.wake()
+
+    return cancel
+
+
+def _last_user_text(request: GenerationRequest) -> str:
+    if request.messages is None:
+        return request.prompt or ""
+    for message in reversed(request.messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""

@@ -1,0 +1,156 @@
+"""A request while the engine works on it: its sampler, text state and counters.
+
+Everything a Job holds is touched only by the scheduler thread once the job is submitted.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from vibe_edge.chat.boxed import extract_boxed
+from vibe_edge.chat.loop_guard import LoopGuard
+from vibe_edge.chat.reasoning import ReasoningParser
+from vibe_edge.engine._llama import Sampler
+from vibe_edge.engine.handle import RequestHandle
+from vibe_edge.engine.text import Detokenizer, StopMatcher
+from vibe_edge.engine.types import (
+    Event,
+    Finished,
+    FinishReason,
+    GenerationRequest,
+    GenerationResult,
+    Notice,
+    ReasoningEnd,
+    RequestStats,
+    TextDelta,
+)
+
+
+@dataclass
+class Job:
+    request: GenerationRequest
+    handle: RequestHandle
+    prompt_tokens: list[int]
+    sampler: Sampler
+    max_new_tokens: int
+    deadline: float  # time.monotonic() value
+    start_in_reasoning: bool = False
+    notices: list[tuple[str, str]] = field(default_factory=list)  # sent when the job starts
+    submitted_at: float = field(default_factory=time.monotonic)
+
+    # Filled in by the scheduler.
+    admitted_at: float | None = None
+    prefill_done_at: float | None = None
+    first_token_at: float | None = None
+    cached_tokens: int = 0
+    n_generated: int = 0  # sampled + forced tokens
+    reasoning_tokens: int = 0
+    answer_tokens: int = 0
+    reasoning_end: ReasoningEnd | None = None
+    stop_hit: bool = False  # a stop string ended the answer: nothing after it is shown
+
+    def __post_init__(self) -> None:
+        self.parser = ReasoningParser(start_in_reasoning=self.start_in_reasoning)
+        self.detok = Detokenizer()
+        self.stops = StopMatcher(self.request.stop)
+        self.loop_guard = LoopGuard() if self.request.reasoning.loop_guard else None
+        self._text: list[str] = []
+        self._reasoning: list[str] = []
+        self._answer: list[str] = []
+
+    @property
+    def id(self) -> str:
+        return self.request.request_id
+
+    def emit(self, event: Event) -> None:
+        self.handle._push(event)
+
+    def notice(self, code: str, message: str) -> None:
+        self.emit(Notice(self.id, code, message))
+
+    # -- text path ------------------------------------------------------------------------------
+    def take_text(self, text: str) -> bool:
+        """Route decoded text into the reasoning/answer channels. True when a stop string hit.
+
+        Stop strings apply to the answer only: a reasoning trace quotes all sorts of text, and
+        clients set stops for the answer they will read.
+        """
+        if not text:
+            return False
+        for channel, piece in self.parser.feed(text):
+            if self._route(channel, piece):
+                return True
+        return False
+
+    def _route(self, channel: str, piece: str) -> bool:
+        if channel == "reasoning":
+            self._reasoning.append(piece)
+            self._text.append(piece)
+            self.emit(TextDelta(self.id, "reasoning", piece))
+            return False
+        safe, stopped = self.stops.feed(piece)
+        self.stop_hit = self.stop_hit or stopped
+        if safe:
+            self._answer.append(safe)
+            self._text.append(safe)
+            self.emit(TextDelta(self.id, "answer", safe))
+        return stopped
+
+    def count_token(self, was_reasoning: bool) -> None:
+        self.n_generated += 1
+        if was_reasoning or self.parser.in_reasoning:
+            self.reasoning_tokens += 1
+        else:
+            self.answer_tokens += 1
+
+    def flush_text(self) -> None:
+        """End of generation: release held-back text (unless a stop string ended it)."""
+        if self.stop_hit:
+            return
+        tail = self.detok.flush()
+        pieces = self.parser.feed(tail) if tail else []
+        pieces += self.parser.flush()
+        for channel, piece in pieces:
+            if self._route(channel, piece):
+                return
+        held = self.stops.flush()
+        if held:
+            self._answer.append(held)
+            self._text.append(held)
+            self.emit(TextDelta(self.id, "answer", held))
+
+    # -- the end --------------------------------------------------------------------------------
+    def finish(self, reason: FinishReason, error: str | None = None) -> GenerationResult:
+        now = time.monotonic()
+        stats = RequestStats(
+            queue_ms=1000 * ((self.admitted_at or now) - self.submitted_at),
+            ttft_ms=None if self.first_token_at is None else 1000 * (self.first_token_at - self.submitted_at),
+            total_ms=1000 * (now - self.submitted_at),
+            prompt_tokens=len(self.prompt_tokens),
+            cached_tokens=self.cached_tokens,
+            reasoning_tokens=self.reasoning_tokens,
+            answer_tokens=self.answer_tokens,
+        )
+        if self.admitted_at is not None and self.prefill_done_at is not None:
+            evaluated = len(self.prompt_tokens) - self.cached_tokens
+            elapsed = self.prefill_done_at - self.admitted_at
+            stats.prefill_tps = evaluated / elapsed if elapsed > 0 else None
+        if self.first_token_at is not None and self.n_generated > 1:
+            elapsed = now - self.first_token_at
+            stats.decode_tps = (self.n_generated - 1) / elapsed if elapsed > 0 else None
+        answer = "".join(self._answer)
+        result = GenerationResult(
+            request_id=self.id,
+            text="".join(self._text),
+            reasoning="".join(self._reasoning),
+            answer=answer,
+            finish_reason=reason,
+            stats=stats,
+            reasoning_end=self.reasoning_end,
+            boxed=extract_boxed(answer),
+            error=error,
+        )
+        self.sampler.close()
+        self.emit(Finished(self.id, result))
+        return result

@@ -1,0 +1,325 @@
+"""The scheduler thread: continuous batching over the context's sequence slots.
+
+Each step it (1) admits queued jobs into free slots, reusing the longest cached prefix,
+(2) drops cancelled and expired jobs, (3) builds ONE batch: a token for every generating slot
+first, then a chunk of pending prompt for slots still prefilling, (4) decodes it, and
+(5) samples a token for every slot whose input is complete.
+
+Prefill chunks shrink while others are generating (`prefill_chunk_busy`), so a user's
+10k-token prompt costs everyone else a short pause per step, not a frozen stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from vibe_edge.engine._llama import Batch, Context, Model, common_prefix_len
+from vibe_edge.engine.job import Job
+from vibe_edge.engine.types import Finished, FinishReason, GenerationResult, ReasoningEnd, RequestStats, Started
+from vibe_edge.errors import EngineBusy, EngineClosed
+
+log = logging.getLogger("vibe_edge.engine")
+
+# Appended to a think block the engine closes itself (budget, loop guard): end the thought,
+# then give the model a clean line to start its answer on.
+THINK_CLOSE_TEXT = "\n</think>\n\n"
+IDLE_WAIT_S = 0.5
+
+
+@dataclass
+class Slot:
+    seq: int
+    cached: list[int] = field(default_factory=list)  # tokens in this sequence's KV, pos 0..n-1
+    pending: list[int] = field(default_factory=list)  # tokens to feed next
+    job: Job | None = None
+    last_used: float = 0.0
+
+    @property
+    def prefilling(self) -> bool:
+        return self.job is not None and self.job.prefill_done_at is None
+
+
+class Scheduler:
+    def __init__(self, model: Model, ctx: Context, *, batch_size: int, prefill_chunk_busy: int,
+                 queue_size: int):
+        self.model = model
+        self.ctx = ctx
+        self.ctx_per_slot = ctx.params.ctx_per_seq
+        self.batch_size = batch_size
+        self.prefill_chunk_busy = prefill_chunk_busy
+        self.queue_size = queue_size
+        self.slots = [Slot(seq) for seq in range(ctx.params.n_seq)]
+        self.batch = Batch(batch_size)
+        self.close_tokens = model.tokenize(THINK_CLOSE_TEXT, add_special=False, parse_special=True)
+
+        self._queue: deque[Job] = deque()
+        self._cond = threading.Condition()
+        self._accepting = True
+        self._running = True
+        self._thread = threading.Thread(target=self._run, name="vibe-edge-scheduler", daemon=True)
+        self.steps = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    # -- called from other threads --------------------------------------------------------------
+    def submit(self, job: Job) -> None:
+        with self._cond:
+            if not self._accepting:
+                raise EngineClosed("the engine is shutting down and takes no new requests",
+                                   hint="retry against a running server")
+            if len(self._queue) >= self.queue_size:
+                raise EngineBusy(
+                    f"all {len(self.slots)} slots are busy and {len(self._queue)} requests are "
+                    "already waiting",
+                    hint="retry in a few seconds, or start the engine with more --slots",
+                )
+            self._queue.append(job)
+            self._cond.notify()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify()
+
+    def counts(self) -> tuple[int, int, int]:
+        """(busy slots, queued jobs, KV tokens in use) - a racy snapshot, good for metrics."""
+        busy = sum(1 for s in self.slots if s.job is not None)
+        return busy, len(self._queue), sum(len(s.cached) for s in self.slots)
+
+    def stop_accepting(self) -> None:
+        with self._cond:
+            self._accepting = False
+
+    def idle(self) -> bool:
+        return not self._queue and all(s.job is None for s in self.slots)
+
+    def cancel_all(self) -> None:
+        with self._cond:
+            for job in self._queue:
+                job.handle.cancel()
+            for slot in self.slots:
+                if slot.job is not None:
+                    slot.job.handle.cancel()
+            self._cond.notify()
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        with self._cond:
+            self._running = False
+            self._cond.notify()
+        self._thread.join(timeout)
+
+    # -- the loop -------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._running and self.idle():
+                    self._cond.wait(IDLE_WAIT_S)
+                if not self._running:
+                    break
+            try:
+                self._step()
+            except Exception as exc:  # a bug must not wedge the slots: fail what is running
+                log.exception("scheduler step failed")
+                for slot in self.slots:
+                    if slot.job is not None:
+                        self._finish(slot, FinishReason.ERROR, error=f"engine error: {exc}", clear_kv=True)
+        # Shutting down: nobody may be left waiting for a Finished event.
+        for slot in self.slots:
+            if slot.job is not None:
+                self._finish(slot, FinishReason.CANCELLED, clear_kv=True)
+        with self._cond:
+            queued, self._queue = list(self._queue), deque()
+        for job in queued:
+            _finish_unadmitted(job, FinishReason.CANCELLED)
+
+    def _step(self) -> None:
+        self._admit()
+        self._reap()
+        feeds = self._build_batch()
+        if not feeds:
+            return
+        status = self.ctx.decode(self.batch)
+        self.steps += 1
+        if status != 0:
+            self._decode_failed(status, feeds)
+            return
+        now = time.monotonic()
+        for slot, chunk, logits_index in feeds:
+            slot.cached.extend(chunk)
+            del slot.pending[: len(chunk)]
+            slot.last_used = now
+            if logits_index is not None and slot.job is not None:
+                if slot.job.prefill_done_at is None:
+                    slot.job.prefill_done_at = now
+                token = slot.job.sampler.sample(self.ctx, logits_index)
+                self._on_token(slot, token)
+
+    def _admit(self) -> None:
+        while True:
+            with self._cond:
+                free = [s for s in self.slots if s.job is None]
+                if not free or not self._queue:
+                    return
+                job = self._queue.popleft()
+            now = time.monotonic()
+            if job.handle.cancel_requested:
+                _finish_unadmitted(job, FinishReason.CANCELLED)
+                continue
+            if now >= job.deadline:
+                _finish_unadmitted(job, FinishReason.TIMEOUT)
+                continue
+            slot = self._pick_slot(free, job.prompt_tokens)
+            # Reuse the cached prefix, but always evaluate at least the last prompt token:
+            # its logits are what we sample the first new token from.
+            keep = min(common_prefix_len(slot.cached, job.prompt_tokens), len(job.prompt_tokens) - 1)
+            if keep < len(slot.cached):
+                self.ctx.seq_remove(slot.seq, keep, -1)
+                del slot.cached[keep:]
+            slot.pending = job.prompt_tokens[keep:]
+            slot.job = job
+            job.cached_tokens = keep
+            job.admitted_at = now
+            job.emit(Started(job.id, slot.seq, len(job.prompt_tokens), keep))
+            for code, message in job.notices:
+                job.notice(code, message)
+
+    @staticmethod
+    def _pick_slot(free: list[Slot], prompt: list[int]) -> Slot:
+        """The free slot sharing the longest prefix with the prompt; with no match, the least
+        recently used one, so other conversations' caches survive longest."""
+        best = max(free, key=lambda s: (common_prefix_len(s.cached, prompt), -s.last_used))
+        if common_prefix_len(best.cached, prompt) == 0:
+            best = min(free, key=lambda s: s.last_used)
+        return best
+
+    def _reap(self) -> None:
+        now = time.monotonic()
+        # Waiting jobs too: a client that gives up while queued must not wait for a free slot.
+        with self._cond:
+            gone = [j for j in self._queue if j.handle.cancel_requested or now >= j.deadline]
+            for job in gone:
+                self._queue.remove(job)
+        for job in gone:
+            _finish_unadmitted(job, FinishReason.CANCELLED if job.handle.cancel_requested
+                               else FinishReason.TIMEOUT)
+        for slot in self.slots:
+            job = slot.job
+            if job is None:
+                continue
+            if job.handle.cancel_requested:
+                self._finish(slot, FinishReason.CANCELLED, clear_kv=True)
+            elif now >= job.deadline:
+                self._finish(slot, FinishReason.TIMEOUT, clear_kv=True)
+
+    def _build_batch(self) -> list[tuple[Slot, list[int], int | None]]:
+        """Fill the batch; returns (slot, tokens fed, logits index or None) per slot."""
+        self.batch.clear()
+        feeds: list[tuple[Slot, list[int], int | None]] = []
+        active = [s for s in self.slots if s.job is not None and s.pending]
+        generating = [s for s in active if not s.prefilling]
+        prefilling = sorted((s for s in active if s.prefilling), key=lambda s: s.job.admitted_at)
+        budget = self.batch_size
+        for slot in generating + prefilling:
+            if budget <= 0:
+                break
+            take = min(len(slot.pending), budget)
+            if slot.prefilling and generating:
+                take = min(take, self.prefill_chunk_busy)
+            chunk = slot.pending[:take]
+            base = len(slot.cached)
+            last = len(chunk) - 1
+            logits_index = None
+            for j, token in enumerate(chunk):
+                want = j == last and take == len(slot.pending)
+                index = self.batch.add(token, base + j, slot.seq, want)
+                if want:
+                    logits_index = index
+            budget -= take
+            feeds.append((slot, chunk, logits_index))
+        return feeds
+
+    def _decode_failed(self, status: int, feeds: list[tuple[Slot, list[int], int | None]]) -> None:
+        # Positions are bounded per slot, so this means llama.cpp itself failed (status 1: no
+        # KV room, 2: aborted, <0: error). Fail only the requests in this batch.
+        message = f"llama_decode failed with status {status}"
+        log.error(message)
+        for slot, _chunk, _index in feeds:
+            if slot.job is not None:
+                self._finish(slot, FinishReason.ERROR, error=message, clear_kv=True)
+
+    # -- per token ------------------------------------------------------------------------------
+    def _on_token(self, slot: Slot, token: int) -> None:
+        job = slot.job
+        assert job is not None
+        if job.first_token_at is None:
+            job.first_token_at = time.monotonic()
+        if self.model.is_eog(token):
+            self._finish(slot, FinishReason.STOP)
+            return
+        stopped = self._take_token(job, token)
+        if stopped:
+            self._finish(slot, FinishReason.STOP)
+            return
+        room = self.ctx_per_slot - len(slot.cached)
+        if job.n_generated >= job.max_new_tokens or room <= 1:
+            self._finish(slot, FinishReason.LENGTH)
+            return
+        slot.pending = [token]
+        if job.parser.in_reasoning:
+            self._guard_reasoning(slot, job, token, room)
+
+    def _take_token(self, job: Job, token: int) -> bool:
+        was_reasoning = job.parser.in_reasoning
+        stopped = job.take_text(job.detok.feed(self.model.piece(token)))
+        job.count_token(was_reasoning)
+        if was_reasoning and not job.parser.in_reasoning and job.reasoning_end is None:
+            job.reasoning_end = ReasoningEnd.MODEL
+        return stopped
+
+    def _guard_reasoning(self, slot: Slot, job: Job, token: int, room: int) -> None:
+        """Thinking budget and loop guard: close the think block ourselves, then let the model
+        answer. The closing tokens are fed with the sampled one and shown as reasoning."""
+        budget = job.request.reasoning.thinking_budget
+        if budget is not None and job.reasoning_tokens >= budget:
+            end = ReasoningEnd.BUDGET
+            message = (f"Thinking budget of {budget} tokens reached: the reasoning was closed and "
+                       "the model asked to answer.")
+        elif job.loop_guard is not None and job.loop_guard.feed(token):
+            end = ReasoningEnd.LOOP
+            message = "The reasoning started repeating itself: it was closed and the model asked to answer."
+        else:
+            return
+        if room <= len(self.close_tokens) + 1:
+            return  # no room left to answer anyway; the length limit will end it
+        for forced in self.close_tokens:
+            job.take_text(job.detok.feed(self.model.piece(forced)))
+            job.count_token(True)
+        job.sampler.accept(self.close_tokens)
+        slot.pending.extend(self.close_tokens)
+        job.reasoning_end = end
+        job.notice("thinking_budget" if end is ReasoningEnd.BUDGET else "loop_guard", message)
+
+    def _finish(self, slot: Slot, reason: FinishReason, *, error: str | None = None,
+                clear_kv: bool = False) -> None:
+        job = slot.job
+        assert job is not None
+        slot.job = None
+        slot.pending = []
+        if clear_kv:
+            self.ctx.seq_remove(slot.seq, -1, -1)
+            slot.cached = []
+        job.flush_text()
+        job.finish(reason, error)
+
+
+def _finish_unadmitted(job: Job, reason: FinishReason) -> None:
+    """A job that never got a slot still gets its one Finished event."""
+    job.sampler.close()
+    stats = RequestStats(queue_ms=1000 * (time.monotonic() - job.submitted_at),
+                         total_ms=1000 * (time.monotonic() - job.submitted_at),
+                         prompt_tokens=len(job.prompt_tokens))
+    job.emit(Finished(job.id, GenerationResult(job.id, "", "", "", reason, stats)))
