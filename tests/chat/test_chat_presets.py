@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from vibe_edge.chat.presets import (
+    GENERAL_SYSTEM_PROMPT,
     CODE_SYSTEM_PROMPT,
     DEFAULT_PRESET,
     MATH_SYSTEM_PROMPT,
@@ -48,7 +49,7 @@ def test_prompts_and_limits() -> None:
     assert math.thinking_budget is None or math.thinking_budget >= 16384
     assert code.system_prompt == CODE_SYSTEM_PROMPT
     assert "Python" in code.system_prompt and "```" in code.system_prompt
-    assert general.system_prompt is None and general.user_suffix is None
+    assert general.system_prompt == GENERAL_SYSTEM_PROMPT and general.user_suffix is None
     assert general.max_tokens == 8192
     for preset in PRESETS.values():
         # a budget leaves room to answer after the engine closes the think block
@@ -128,9 +129,10 @@ def test_no_user_message_no_suffix() -> None:
     assert result == [{"role": "system", "content": "S"}]
 
 
-def test_general_leaves_the_conversation_alone() -> None:
+def test_general_gets_a_neutral_system_prompt_not_the_templates_math_one() -> None:
     messages = [{"role": "user", "content": "Hi"}]
-    assert apply_preset(get_preset("general"), messages) == messages
+    assert apply_preset(get_preset("general"), messages) == [
+        {"role": "system", "content": GENERAL_SYSTEM_PROMPT}, *messages]
 
 
 def test_bad_messages_are_rejected() -> None:

@@ -242,3 +242,53 @@ def test_close_finishes_every_request(demo_model):
         assert handle.result(timeout=5).finish_reason is FinishReason.CANCELLED
     with pytest.raises(EngineClosed):
         eng.submit(greedy("hi", 2))
+
+
+# A prompt whose template pre-filled <think>: SmolLM2 does not think by itself, so this is how
+# the real engine gets a think block to manage. Its end-of-turn tokens are banned so that it
+# keeps "thinking" (greedily it repeats "The answer is 4." forever, a real loop).
+THINKING_PROMPT = "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n<think>\n"
+
+
+@pytest.fixture(scope="module")
+def no_eog(engine):
+    return SamplingParams(temperature=0.0, logit_bias={
+        t: -100.0 for t in engine.tokenize("<|im_end|><|endoftext|>", add_special=False)})
+
+
+def test_thinking_budget_closes_the_block_and_the_model_still_answers(engine, no_eog):
+    from vibe_edge.engine import Notice, ReasoningEnd, ReasoningOptions
+
+    handle = engine.submit(GenerationRequest(
+        prompt=THINKING_PROMPT, sampling=no_eog, max_tokens=80,
+        reasoning=ReasoningOptions(thinking_budget=10)))
+    events = list(handle)
+    result = handle.result()
+    assert result.reasoning_end is ReasoningEnd.BUDGET
+    assert [e.code for e in events if isinstance(e, Notice)] == ["thinking_budget"]
+    assert result.stats.reasoning_tokens >= 10 and result.stats.answer_tokens > 0
+    assert result.reasoning.strip() and result.answer.strip()
+    assert "</think>" not in result.reasoning + result.answer
+    channels = [e.channel for e in events if isinstance(e, TextDelta)]
+    assert channels == sorted(channels, key=lambda c: c == "answer")  # reasoning, then answer
+
+
+def test_loop_guard_closes_a_repeating_trace_and_the_model_still_answers(engine, no_eog):
+    from vibe_edge.engine import Notice, ReasoningEnd
+
+    handle = engine.submit(GenerationRequest(prompt=THINKING_PROMPT, sampling=no_eog, max_tokens=600))
+    assert "loop_guard" in [e.code for e in handle if isinstance(e, Notice)]
+    result = handle.result()
+    assert result.reasoning_end is ReasoningEnd.LOOP
+    assert result.stats.reasoning_tokens < 400  # caught long before the token limit
+    assert result.stats.answer_tokens > 0
+
+
+def test_a_request_near_its_limit_keeps_room_for_the_answer(engine, no_eog):
+    from vibe_edge.engine import ReasoningEnd
+
+    # No budget asked: a 40-token limit still ends the thinking early enough to answer.
+    result = engine.generate(GenerationRequest(prompt=THINKING_PROMPT, sampling=no_eog, max_tokens=40))
+    assert result.reasoning_end is ReasoningEnd.BUDGET
+    # 30 = 40 less the quarter kept for the answer, plus the tokens that close the block.
+    assert 30 <= result.stats.reasoning_tokens <= 40 and result.stats.answer_tokens > 0

@@ -36,6 +36,10 @@ MATH_SYSTEM_PROMPT = "Please reason step by step, and put your final answer with
 MATH_USER_SUFFIX = "\n\nLet's think step by step and output the final answer within \\boxed{}."
 """The instruction the official math evaluation appends to each problem."""
 
+# Without a system message, the Qwen2.5-Math template inserts its own "put your final answer
+# within \boxed{}" prompt: a general chat needs a neutral one to avoid that.
+GENERAL_SYSTEM_PROMPT = "You are a helpful assistant."
+
 CODE_SYSTEM_PROMPT = (
     "You are an expert Python programmer. Think the problem through carefully, then give your "
     "complete solution as Python code in a single fenced code block (```python ... ```)."
@@ -103,7 +107,7 @@ PRESETS: dict[str, Preset] = {
         Preset(
             name="general",
             description="Anything else (outside the model's specialty): shorter limits.",
-            system_prompt=None,
+            system_prompt=GENERAL_SYSTEM_PROMPT,
             user_suffix=None,
             sampling=_sampling(0.6),
             max_tokens=8192,

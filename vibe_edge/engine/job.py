@@ -27,6 +27,19 @@ from vibe_edge.engine.types import (
 )
 
 
+# Tokens kept for the answer when the thinking has to stop because the request's token limit
+# (or the slot's context) is near: a reasoning model that runs out mid-thought answers nothing.
+DEFAULT_ANSWER_RESERVE = 1024
+
+
+def effective_thinking_budget(asked: int | None, max_new_tokens: int) -> int:
+    """The budget the engine enforces: the one asked for, but never so large that the answer
+    has no room left (at most a quarter of the limit is reserved for small limits)."""
+    reserve = min(DEFAULT_ANSWER_RESERVE, max_new_tokens // 4)
+    ceiling = max(1, max_new_tokens - reserve)
+    return ceiling if asked is None else min(asked, ceiling)
+
+
 @dataclass
 class Job:
     request: GenerationRequest
@@ -51,6 +64,8 @@ class Job:
     stop_hit: bool = False  # a stop string ended the answer: nothing after it is shown
 
     def __post_init__(self) -> None:
+        self.thinking_budget = effective_thinking_budget(self.request.reasoning.thinking_budget,
+                                                         self.max_new_tokens)
         self.parser = ReasoningParser(start_in_reasoning=self.start_in_reasoning)
         self.detok = Detokenizer()
         self.stops = StopMatcher(self.request.stop)

@@ -283,11 +283,14 @@ class Scheduler:
     def _guard_reasoning(self, slot: Slot, job: Job, token: int, room: int) -> None:
         """Thinking budget and loop guard: close the think block ourselves, then let the model
         answer. The closing tokens are fed with the sampled one and shown as reasoning."""
-        budget = job.request.reasoning.thinking_budget
+        budget = job.thinking_budget
         if budget is not None and job.reasoning_tokens >= budget:
             end = ReasoningEnd.BUDGET
-            message = (f"Thinking budget of {budget} tokens reached: the reasoning was closed and "
-                       "the model asked to answer.")
+            asked = job.request.reasoning.thinking_budget
+            why = (f"Thinking budget of {budget} tokens reached" if asked == budget else
+                   f"Thinking reached {budget} tokens, the most that still leaves room for an "
+                   "answer in this request's token limit")
+            message = f"{why}: the reasoning was closed and the model asked to answer."
         elif job.loop_guard is not None and job.loop_guard.feed(token):
             end = ReasoningEnd.LOOP
             message = "The reasoning started repeating itself: it was closed and the model asked to answer."
