@@ -139,6 +139,7 @@ class Engine:
         )
         self._bos_text = model.token_text(model.special_token("bos")) if model.add_bos else ""
         self._eos_text = model.token_text(model.special_token("eos"))
+        self._eog: list[int] | None = None
         if config.warmup:
             self._warm_up()
         self._scheduler = Scheduler(model, self._ctx, batch_size=config.batch_size,
@@ -177,6 +178,12 @@ class Engine:
 
     def detokenize(self, tokens: list[int]) -> str:
         return b"".join(self._model.piece(t) for t in tokens).decode("utf-8", errors="replace")
+
+    def eog_tokens(self) -> list[int]:
+        """Every token id that ends generation (for logit bias, e.g. to force a length)."""
+        if self._eog is None:
+            self._eog = [t for t in range(self._model.n_vocab) if self._model.is_eog(t)]
+        return list(self._eog)
 
     def submit(self, request: GenerationRequest) -> RequestHandle:
         """Queue a request. Raises InvalidRequest, ContextLengthExceeded, EngineBusy or

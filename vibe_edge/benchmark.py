@@ -1,0 +1,218 @@
+"""The engine benchmark behind `vibe-edge bench`.
+
+Everything is measured in one run, on the same GGUF, thread count and attention settings:
+
+- baseline.decode_tps: llama-cpp-python's own single-sequence `Llama` generating alone;
+- single: TTFT, prefill tokens/s (512-token prompt) and decode tokens/s of one engine stream;
+- concurrent: aggregate decode tokens/s with S = 1, 2, 4, 8 streams at once;
+- prefix_cache: TTFT of a second turn over a ~1,000-token shared history, cold and warm;
+- ttft_p95: p95 TTFT of 4 simultaneous requests, against serving them one after another.
+
+End-of-generation tokens are banned with a logit bias, so every stream generates exactly the
+requested number of tokens and the figures compare like with like.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from vibe_edge.engine import Engine, EngineConfig, GenerationRequest, SamplingParams
+
+# The targets of the runtime issue: ratios, so they hold on any machine.
+TARGETS = {
+    "single_vs_baseline": (">=", 0.97),
+    "aggregate4_vs_single": (">=", 1.25),
+    "warm_vs_cold_ttft": ("<=", 0.2),
+    "p95_ttft_simultaneous_vs_sequential": ("<=", 0.3),
+}
+
+DEFAULT_DECODE_TOKENS = 128
+DEFAULT_PROMPT_TOKENS = 512
+DEFAULT_HISTORY_TOKENS = 1000
+DEFAULT_STREAMS = (1, 2, 4, 8)
+
+# Varied filler, so prompts are not one repeated token (which some kernels special-case).
+_FILLER = (
+    "Let x be a positive integer such that x squared plus three x equals one hundred and eight. "
+    "We factor the quadratic, check both roots, and keep the positive one. Next, consider the "
+    "sequence defined by a(n+1) = 2 a(n) + 1 with a(1) = 1; by induction a(n) = 2^n - 1. "
+    "def solve(nums): return sorted(set(nums))[-2] if len(set(nums)) > 1 else None. "
+)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    model_path: str
+    threads: int
+    n_tokens: int = DEFAULT_DECODE_TOKENS
+    prompt_tokens: int = DEFAULT_PROMPT_TOKENS
+    history_tokens: int = DEFAULT_HISTORY_TOKENS
+    streams: tuple[int, ...] = DEFAULT_STREAMS
+    flash_attn: bool = True
+    kv_type: str = "f16"
+    gpu_layers: int = 0
+
+
+def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda _m: None) -> dict:
+    progress("baseline: llama-cpp-python Llama, one sequence")
+    baseline_tps = _baseline_decode_tps(cfg)
+    ctx = max(2048, cfg.history_tokens + cfg.prompt_tokens + cfg.n_tokens + 256)
+    engine = Engine(EngineConfig(
+        model_path=cfg.model_path, n_slots=max(max(cfg.streams), 4), ctx_per_slot=ctx,
+        threads=cfg.threads, threads_batch=cfg.threads, flash_attn=cfg.flash_attn,
+        kv_type=cfg.kv_type, gpu_layers=cfg.gpu_layers, queue_size=64))
+    try:
+        sampling = SamplingParams(temperature=0.0, logit_bias={
+            t: -100.0 for t in engine.eog_tokens()})
+        bench = _EngineBench(engine, cfg, sampling)
+        progress("single stream: 512-token prompt, then decode")
+        single = bench.single()
+        concurrent = []
+        for streams in cfg.streams:
+            progress(f"concurrent: {streams} streams")
+            concurrent.append({"streams": streams, "aggregate_decode_tps": bench.aggregate(streams)})
+        progress("prefix cache: second turn over a shared history")
+        prefix = bench.prefix_cache()
+        progress("TTFT: 4 simultaneous requests vs one after another")
+        p95 = bench.ttft_p95(4)
+    finally:
+        engine.close()
+
+    by_streams = {c["streams"]: c["aggregate_decode_tps"] for c in concurrent}
+    ratios = {
+        "single_vs_baseline": single["decode_tps"] / baseline_tps,
+        "aggregate4_vs_single": by_streams.get(4, math.nan) / by_streams.get(1, single["decode_tps"]),
+        "warm_vs_cold_ttft": prefix["warm_ttft_ms"] / prefix["cold_ttft_ms"],
+        "p95_ttft_simultaneous_vs_sequential": p95["simultaneous_ms"] / p95["sequential_ms"],
+    }
+    met = {name: (ratios[name] >= bound if op == ">=" else ratios[name] <= bound)
+           for name, (op, bound) in TARGETS.items()}
+    return {
+        "model": cfg.model_path,
+        "threads": cfg.threads,
+        "n_tokens": cfg.n_tokens,
+        "flash_attn": cfg.flash_attn,
+        "baseline": {"decode_tps": round(baseline_tps, 2)},
+        "single": single,
+        "concurrent": concurrent,
+        "prefix_cache": prefix,
+        "ttft_p95": p95,
+        "ratios": {k: round(v, 3) for k, v in ratios.items()},
+        "targets": {k: f"{op} {bound}" for k, (op, bound) in TARGETS.items()},
+        "met": met,
+    }
+
+
+def _baseline_decode_tps(cfg: BenchConfig) -> float:
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=cfg.model_path, n_ctx=2048, n_threads=cfg.threads,
+                n_threads_batch=cfg.threads, flash_attn=cfg.flash_attn, n_gpu_layers=cfg.gpu_layers,
+                verbose=False)
+    try:
+        tokens = llm.tokenize(_FILLER.encode())[:64]
+        times = []
+        for i, _token in enumerate(llm.generate(tokens, temp=0.0, reset=True)):
+            times.append(time.perf_counter())
+            if i + 1 >= cfg.n_tokens:
+                break
+        return (len(times) - 1) / (times[-1] - times[0])
+    finally:
+        llm.close()
+
+
+class _EngineBench:
+    def __init__(self, engine: Engine, cfg: BenchConfig, sampling: SamplingParams):
+        self.engine, self.cfg, self.sampling = engine, cfg, sampling
+        self._nonce = 0
+
+    def _text(self, n_tokens: int) -> str:
+        """About n_tokens of filler, with a unique head so no slot has it cached."""
+        self._nonce += 1
+        head = f"Session {self._nonce} at {time.time_ns()}. "
+        text = head
+        while len(self.engine.tokenize(text, add_special=False)) < n_tokens:
+            text += _FILLER
+        tokens = self.engine.tokenize(text, add_special=False)[:n_tokens]
+        return self.engine.detokenize(tokens)
+
+    def _request(self, prompt: str, n: int) -> GenerationRequest:
+        return GenerationRequest(prompt=prompt, sampling=self.sampling, max_tokens=n)
+
+    def single(self) -> dict:
+        result = self.engine.generate(self._request(self._text(self.cfg.prompt_tokens), self.cfg.n_tokens))
+        s = result.stats
+        return {"prompt_tokens": s.prompt_tokens, "ttft_ms": round(s.ttft_ms, 1),
+                "prefill_tps": round(s.prefill_tps, 2), "decode_tps": round(s.decode_tps, 2)}
+
+    def aggregate(self, streams: int) -> float:
+        """Generated tokens per second across `streams` requests decoding together, from the
+        first stream's first token to the last stream's end (engine-side timestamps)."""
+        prompts = [self._text(32) for _ in range(streams)]
+        submitted = []
+        handles = []
+        for prompt in prompts:
+            submitted.append(time.perf_counter())
+            handles.append(self.engine.submit(self._request(prompt, self.cfg.n_tokens)))
+        first, last, tokens = math.inf, 0.0, 0
+        for t0, handle in zip(submitted, handles):
+            s = handle.result().stats
+            first = min(first, t0 + s.ttft_ms / 1000)
+            last = max(last, t0 + s.total_ms / 1000)
+            tokens += s.completion_tokens - 1  # the first token belongs to prefill
+        return round(tokens / (last - first), 2) if last > first else math.nan
+
+    def prefix_cache(self) -> dict:
+        history = self._text(self.cfg.history_tokens)
+        cold = self.engine.generate(self._request(history + "\nFirst question: what is x?", 8))
+        warm = self.engine.generate(self._request(history + "\nSecond question: what is a(5)?", 8))
+        return {"history_tokens": cold.stats.prompt_tokens,
+                "cold_ttft_ms": round(cold.stats.ttft_ms, 1),
+                "warm_ttft_ms": round(warm.stats.ttft_ms, 1),
+                "warm_cached_tokens": warm.stats.cached_tokens}
+
+    def ttft_p95(self, n: int) -> dict:
+        prompts = [self._text(64) for _ in range(n)]
+        handles = [self.engine.submit(self._request(p, self.cfg.n_tokens)) for p in prompts]
+        simultaneous = [h.result().stats.ttft_ms for h in handles]
+        prompts = [self._text(64) for _ in range(n)]
+        start = time.perf_counter()
+        sequential = []
+        for prompt in prompts:  # as a one-request-at-a-time server would: each waits its turn
+            submitted = time.perf_counter()
+            result = self.engine.generate(self._request(prompt, self.cfg.n_tokens))
+            sequential.append(1000 * (submitted - start) + result.stats.ttft_ms)
+        return {"simultaneous_ms": round(_p95(simultaneous), 1),
+                "sequential_ms": round(_p95(sequential), 1)}
+
+
+def _p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+def format_report(report: dict) -> str:
+    lines = [
+        f"model {report['model']}  threads {report['threads']}  "
+        f"flash_attn {report['flash_attn']}  {report['n_tokens']} tokens per stream",
+        f"baseline (llama-cpp-python Llama): decode {report['baseline']['decode_tps']} tok/s",
+        f"single stream: TTFT {report['single']['ttft_ms']} ms, prefill "
+        f"{report['single']['prefill_tps']} tok/s ({report['single']['prompt_tokens']}-token prompt), "
+        f"decode {report['single']['decode_tps']} tok/s",
+    ]
+    for c in report["concurrent"]:
+        lines.append(f"  {c['streams']} streams: aggregate decode {c['aggregate_decode_tps']} tok/s")
+    p = report["prefix_cache"]
+    lines.append(f"prefix cache ({p['history_tokens']}-token history): cold TTFT {p['cold_ttft_ms']} ms, "
+                 f"warm {p['warm_ttft_ms']} ms ({p['warm_cached_tokens']} tokens cached)")
+    t = report["ttft_p95"]
+    lines.append(f"p95 TTFT of 4 requests: simultaneous {t['simultaneous_ms']} ms, "
+                 f"one after another {t['sequential_ms']} ms")
+    lines.append("ratios (target):")
+    for name, value in report["ratios"].items():
+        mark = "ok" if report["met"][name] else "MISSED"
+        lines.append(f"  {name} = {value} ({report['targets'][name]}) {mark}")
+    return "\n".join(lines)
