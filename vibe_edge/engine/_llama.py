@@ -29,20 +29,23 @@ KV_TYPES = {"f16": C.GGML_TYPE_F16, "q8_0": C.GGML_TYPE_Q8_0, "q4_0": C.GGML_TYP
 # last error lines, so a failed load can say *why* (e.g. "unknown model architecture").
 
 _recent_errors: collections.deque[str] = collections.deque(maxlen=20)
-_LOG_LEVELS = {1: logging.DEBUG, 2: logging.WARNING, 3: logging.ERROR, 4: logging.DEBUG, 5: logging.DEBUG}
+# ggml_log_level: 1 debug, 2 info, 3 warn, 4 error, 5 "continue the previous line".
+_LOG_LEVELS = {1: logging.DEBUG, 2: logging.DEBUG, 3: logging.WARNING, 4: logging.ERROR}
 _last_level = [logging.DEBUG]
 
 
 @C.llama_log_callback
 def _log_callback(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
-    py_level = _LOG_LEVELS.get(level, _last_level[0]) if level != 5 else _last_level[0]
+    py_level = _last_level[0] if level == 5 else _LOG_LEVELS.get(level, logging.DEBUG)
     _last_level[0] = py_level
     message = text.decode("utf-8", errors="replace").rstrip()
     if not message:
         return
-    if py_level >= logging.ERROR:
+    # Load failures are logged as "error loading model: <reason>": keep them for our message.
+    if py_level >= logging.ERROR or "error" in message.lower():
         _recent_errors.append(message)
-    log.log(min(py_level, logging.DEBUG) if py_level < logging.ERROR else logging.DEBUG, "%s", message)
+    # Warnings stay at debug too: llama.cpp is chatty, and our own errors say what matters.
+    log.debug("%s", message)
 
 
 _backend_lock = threading.Lock()
@@ -58,8 +61,12 @@ def init_backend() -> None:
             _backend_ready = True
 
 
-def recent_llama_errors() -> list[str]:
-    return list(_recent_errors)
+def _failure_reason() -> str:
+    """The most specific thing llama.cpp said before failing."""
+    for message in _recent_errors:
+        if "error loading model:" in message:
+            return message.split("error loading model:", 1)[1].strip()
+    return "; ".join(_recent_errors) or "no reason given"
 
 
 def supports_gpu_offload() -> bool:
@@ -79,9 +86,8 @@ class Model:
         _recent_errors.clear()
         ptr = C.llama_model_load_from_file(path.encode(), params)
         if not ptr:
-            reason = "; ".join(_recent_errors) or "no reason given"
             raise ModelFileError(
-                f"llama.cpp could not load {path}: {reason}",
+                f"llama.cpp could not load {path}: {_failure_reason()}",
                 hint="check that the file is a complete GGUF of an architecture this llama.cpp "
                      "supports (`vibe-edge models info` shows its metadata); re-download or "
                      "re-convert it if it is damaged",
@@ -209,7 +215,7 @@ class Context:
         _recent_errors.clear()
         ptr = C.llama_init_from_model(model.ptr, params)
         if not ptr:
-            reason = "; ".join(_recent_errors) or "no reason given"
+            reason = _failure_reason()
             raise ModelFileError(
                 f"llama.cpp could not create a context ({p.n_seq} slots x {p.ctx_per_seq} "
                 f"tokens, KV {p.kv_type}): {reason}",
