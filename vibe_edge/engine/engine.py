@@ -216,7 +216,7 @@ class Engine:
         if advisory:
             notices.append(("cjk_prompt", advisory))
         timeout = request.deadline_s or self.config.request_timeout_s
-        handle = RequestHandle(request.request_id)
+        handle = RequestHandle(request.request_id, on_cancel=self._scheduler.wake)
         job = Job(
             request=request,
             handle=handle,
@@ -227,7 +227,6 @@ class Engine:
             start_in_reasoning=prompt_prefills_think(prompt),
             notices=notices,
         )
-        handle.cancel = _cancel_and_wake(handle, self._scheduler)  # type: ignore[method-assign]
         try:
             self._scheduler.submit(job)
         except Exception:
@@ -267,14 +266,6 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _cancel_and_wake(handle: RequestHandle, scheduler: Scheduler):
-    def cancel() -> None:
-        handle.cancel_requested = True
-        scheduler.wake()
-
-    return cancel
 
 
 def _last_user_text(request: GenerationRequest) -> str:

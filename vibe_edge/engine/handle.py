@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 from vibe_edge.engine.types import Event, Finished, GenerationResult
 
 
 class RequestHandle:
-    def __init__(self, request_id: str):
+    def __init__(self, request_id: str, on_cancel: Callable[[], None] | None = None):
         self.request_id = request_id
+        self._on_cancel = on_cancel  # wakes the scheduler so a cancel lands within one step
         self._events: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -46,6 +47,8 @@ class RequestHandle:
     def cancel(self) -> None:
         """Stop this request as soon as possible (thread-safe, idempotent)."""
         self.cancel_requested = True
+        if self._on_cancel is not None:
+            self._on_cancel()
 
     @property
     def done(self) -> bool:
