@@ -1,0 +1,174 @@
+"""Remote mode: the OpenAI-compatible backend, against a scripted SSE server (httpx mock) and
+against a real `vibe-edge serve` on a Unix socket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from tui_helpers import wait_for
+
+from vibe_edge.engine.types import Finished, FinishReason, GenerationRequest, Notice, TextDelta
+from vibe_edge.tui.app import ChatApp
+from vibe_edge.tui.backends import OpenAIBackend
+from vibe_edge.tui.options import ChatOptions
+from vibe_edge.tui.widgets import AssistantMessage, NoticeLine
+
+
+def _sse(chunks: list[dict]) -> bytes:
+    out = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks)
+    return out + b"data: [DONE]\n\n"
+
+
+def _chunk(delta=None, finish=None, **extra) -> dict:
+    choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
+    return {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "m",
+            "choices": choices, **extra}
+
+
+def _mock_client(chunks: list[dict], seen: list[dict]) -> httpx.AsyncClient:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/models"):
+            return httpx.Response(200, json={"object": "list", "data": [
+                {"id": "vibethinker", "object": "model", "created": 0, "owned_by": "me"}]})
+        seen.append(json.loads(request.content))
+        return httpx.Response(200, content=_sse(chunks), headers={"content-type": "text/event-stream"})
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(handler))
+
+
+async def _collect(backend: OpenAIBackend, request: GenerationRequest) -> list:
+    stream = await backend.submit(request)
+    return [ev async for ev in stream]
+
+
+async def test_reasoning_content_notices_usage_and_boxed_from_the_stream():
+    seen: list[dict] = []
+    chunks = [
+        _chunk({"role": "assistant", "content": ""}),
+        _chunk({"reasoning_content": "Think: 3+4"}),
+        _chunk({"reasoning_content": " is 7."}),
+        _chunk({}, notice={"code": "thinking_budget", "message": "budget reached"}),
+        _chunk({"content": "It is $\\boxed{7}$."}),
+        _chunk({}, "stop", timings={"decode_tps": 12.5, "ttft_ms": 80.0, "reasoning_tokens": 5}),
+        _chunk(None, usage={"prompt_tokens": 20, "completion_tokens": 9, "total_tokens": 29}),
+    ]
+    backend = OpenAIBackend(base_url="http://server:8080", http_client=_mock_client(chunks, seen))
+    await backend.start()
+    assert backend.model_name == "vibethinker"
+    from vibe_edge.tui.options import build_request
+
+    request = build_request(ChatOptions(preset="math", thinking_budget=100), [("user", "3+4?")])
+    events = await _collect(backend, request)
+    text = [(e.channel, e.text) for e in events if isinstance(e, TextDelta)]
+    assert text == [("reasoning", "Think: 3+4"), ("reasoning", " is 7."), ("answer", "It is $\\boxed{7}$.")]
+    assert [e.code for e in events if isinstance(e, Notice)] == ["thinking_budget"]
+    result = events[-1].result
+    assert isinstance(events[-1], Finished) and result.finish_reason is FinishReason.STOP
+    assert result.boxed == "7" and result.reasoning == "Think: 3+4 is 7."
+    assert result.stats.prompt_tokens == 20 and result.stats.decode_tps == 12.5
+    assert result.stats.reasoning_tokens == 5 and result.stats.answer_tokens == 4
+    body = seen[0]
+    assert body["model"] == "vibethinker" and body["stream"] is True
+    assert body["thinking_budget"] == 100 and body["top_k"] == 0 and body["temperature"] == 1.0
+    assert body["messages"][0]["role"] == "system"
+
+
+async def test_inline_think_tags_are_split_and_cjk_noticed_client_side():
+    chunks = [_chunk({"content": "<th"}), _chunk({"content": "ink>hmm</thi"}),
+              _chunk({"content": "nk>\n\nAnswer"}), _chunk({}, "length")]
+    backend = OpenAIBackend(base_url="http://x", model="m", http_client=_mock_client(chunks, []))
+    await backend.start()
+    request = GenerationRequest(messages=[{"role": "user", "content": "二加二等于几呢"}])
+    events = await _collect(backend, request)
+    assert [e.code for e in events if isinstance(e, Notice)] == ["cjk_prompt"]
+    result = events[-1].result
+    assert (result.reasoning, result.answer) == ("hmm", "Answer")
+    assert result.finish_reason is FinishReason.LENGTH
+
+
+async def test_unreachable_server_is_a_clear_error(tmp_path):
+    from vibe_edge.tui.backends import BackendError
+
+    backend = OpenAIBackend(socket=tmp_path / "nobody.sock")
+    with pytest.raises(BackendError, match="cannot reach the server"):
+        await backend.start()
+
+
+@pytest.fixture
+def served_socket():
+    """A real `vibe-edge serve --socket` on the demo model (its public entry point: the CLI)."""
+    try:
+        import vibe_edge.server  # noqa: F401
+        from vibe_edge.registry import demo_model_path
+    except ImportError:
+        pytest.skip("vibe_edge.server is not available yet")
+    if demo_model_path() is None:
+        pytest.skip("the demo model is not installed")
+    folder = tempfile.mkdtemp(prefix="ve-tui-", dir="/tmp")  # short: socket paths have a limit
+    path = Path(folder) / "s.sock"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vibe_edge", "serve", "--model", "demo", "--socket", str(path),
+         "--slots", "1", "--ctx", "2048", "--preset", "general"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        deadline = time.monotonic() + 90
+        client = httpx.Client(transport=httpx.HTTPTransport(uds=str(path)))
+        while True:
+            if proc.poll() is not None:
+                pytest.fail("vibe-edge serve exited: " + proc.stderr.read().decode()[-2000:])
+            try:
+                if path.exists() and client.get("http://localhost/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("vibe-edge serve did not become healthy in 90 s")
+            time.sleep(0.2)
+        client.close()
+        yield path
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def test_app_against_a_real_server_on_a_unix_socket(served_socket, history_path, tmp_path):
+    backend = OpenAIBackend(socket=served_socket)
+    options = ChatOptions(preset="general", temperature=0.0, max_tokens=24)
+    app = ChatApp(backend, history=history_path, options=options, export_dir=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app._backend_ready.is_set(), timeout=30)
+        assert app._backend_error is None
+        app.query_one("#prompt").text = "请用中文说你好"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.reply is not None and app.reply.done, timeout=60)
+        view = app.query_one(AssistantMessage)
+        assert view.answer_text.strip()
+        assert [n.code for n in app.query(NoticeLine)] == ["cjk_prompt"]  # sent by the server
+        [_, msg] = app.store.messages(app.conversation_id)
+        assert msg.status in ("complete", "length") and msg.content == view.answer_text
+        assert msg.stats["answer_tokens"] > 0
+        # Esc stops a long remote reply at once and the server frees its slot.
+        app.options = ChatOptions(preset="general", temperature=0.0, max_tokens=1500)
+        app.query_one("#prompt").text = "Write a very long story about a dragon."
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.reply is not None and not app.reply.done
+                       and app.reply.answer_tokens >= 3, timeout=60)
+        await pilot.press("escape")
+        assert app.store.messages(app.conversation_id)[-1].status == "stopped"
+        await asyncio.sleep(0.2)

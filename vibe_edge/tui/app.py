@@ -1,0 +1,731 @@
+"""ChatApp: the Textual chat for reasoning models.
+
+Each reply is one asyncio worker reading a backend's event stream; Esc marks the reply stopped
+(saved at once), cancels the stream and the worker. The reasoning streams into a Thinking block
+that collapses when the answer begins; the answer streams as Markdown; a final \\boxed{} answer
+gets its own box. History is written through a HistoryStore as the reply streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Footer, Static
+from textual.worker import Worker
+
+from vibe_edge.engine.types import Finished, FinishReason, Notice, Started, TextDelta
+from vibe_edge.errors import VibeEdgeError
+from vibe_edge.tui.backends import Backend
+from vibe_edge.tui.export import export_conversation
+from vibe_edge.tui.options import ChatOptions, build_request
+from vibe_edge.tui.screens import (
+    ConfirmScreen,
+    HelpScreen,
+    PickerScreen,
+    SearchScreen,
+    SettingsScreen,
+    TextPromptScreen,
+)
+from vibe_edge.tui.store import (
+    COMPLETE,
+    ERROR,
+    LENGTH,
+    STOPPED,
+    STREAMING,
+    HistoryStore,
+)
+from vibe_edge.tui.widgets import (
+    AssistantMessage,
+    ChatView,
+    ConversationList,
+    PromptInput,
+    StatusLine,
+    UserMessage,
+    code_blocks,
+)
+
+__all__ = ["ChatApp", "KEYS", "INPUT_KEYS"]
+
+# (action id, default key(s), description, shown in the footer). Ids are what the keymap
+# file ([keys] in tui.toml) names.
+KEYS: tuple[tuple[str, str, str, str, bool], ...] = (
+    ("stop", "escape", "Stop", "Stop the reply (what was written is kept, marked stopped)", True),
+    ("help", "f1", "Help", "Help: every key", True),
+    ("new_chat", "ctrl+n", "New", "New chat", True),
+    ("regenerate", "ctrl+r", "Regen", "Regenerate the last answer", True),
+    ("edit_last", "ctrl+g", "Edit", "Edit and resend the last prompt (Esc cancels the edit)", False),
+    ("toggle_thinking", "ctrl+t", "Thinking", "Expand or collapse the last Thinking block", False),
+    ("toggle_sidebar", "ctrl+b", "Chats", "Show or hide the conversation list (and focus it)", True),
+    ("search", "ctrl+f", "Search", "Search conversations (titles, prompts, answers, reasoning)", False),
+    ("rename", "f2", "Rename", "Rename this conversation", False),
+    ("delete", "f8", "Delete", "Delete this conversation (asks first)", False),
+    ("export", "ctrl+s", "Export", "Export this conversation to Markdown and JSON", False),
+    ("copy_answer", "f3", "Copy", "Copy the last answer to the clipboard (OSC 52 over SSH)", False),
+    ("copy_code", "f4", "Copy code", "Copy a code block of the last answer", False),
+    ("settings", "ctrl+o", "Settings", "Settings: preset, system prompt, sampling, budget, theme", True),
+    ("scroll_up", "pageup", "Page up", "Scroll the chat up", False),
+    ("scroll_down", "pagedown", "Page down", "Scroll the chat down", False),
+    ("quit", "ctrl+q", "Quit", "Quit", True),
+)
+INPUT_KEYS: tuple[tuple[str, str], ...] = (
+    ("enter", "Send the prompt"),
+    ("ctrl+j", "New line in the prompt (also Shift+Enter / Alt+Enter where the terminal sends them)"),
+    ("tab / shift+tab", "Move focus: prompt, chat, conversation list"),
+    ("enter (on Thinking)", "Expand or collapse that Thinking block"),
+    ("ctrl+p", "Command palette: every action, and themes"),
+    ("up/down, enter", "In the conversation list: choose, open"),
+)
+_ALWAYS_ALLOWED = {"quit", "help"}
+
+
+@dataclass
+class Reply:
+    """The reply being generated: what was received, where it is saved and shown."""
+
+    conversation_id: int
+    message_id: int
+    view: AssistantMessage
+    reasoning: list[str] = field(default_factory=list)
+    answer: list[str] = field(default_factory=list)
+    notices: list[dict[str, str]] = field(default_factory=list)
+    state: str = "queued"
+    prompt_tokens: int = 0
+    reasoning_tokens: int = 0
+    answer_tokens: int = 0
+    ttft_ms: float | None = None
+    tps: float | None = None
+    started: float = field(default_factory=time.monotonic)
+    first_token: float | None = None
+    last_save: float = field(default_factory=time.monotonic)
+    saved_reasoning: bool = False
+    done: bool = False
+    stream: Any = None
+    budget: int | None = None
+
+    @property
+    def reasoning_text(self) -> str:
+        return "".join(self.reasoning)
+
+    @property
+    def answer_text(self) -> str:
+        return "".join(self.answer)
+
+
+class ChatApp(App[None]):
+    TITLE = "vibe-edge chat"
+    CSS = """
+    Screen { layout: vertical; }
+    #main { height: 1fr; }
+    #chat-column { height: 1fr; }
+    #input-row { height: auto; padding: 0 1; }
+    PromptInput { border: round $accent; }
+    #editing { display: none; color: $warning; padding: 0 1; height: 1; }
+    #editing.-on { display: block; }
+    ConversationList { display: none; }
+    ConversationList.-visible { display: block; }
+    #load-error { color: $error; padding: 1 2; height: auto; }
+    """
+    ENABLE_COMMAND_PALETTE = True
+
+    def __init__(self, backend: Backend, *, history: HistoryStore | str | Path,
+                 options: ChatOptions | None = None, export_dir: str | Path = ".",
+                 keymap: Mapping[str, str] | None = None, sidebar: bool | None = None,
+                 save_interval: float = 1.0, theme: str | None = None,
+                 ui_interval: float = 0.1) -> None:
+        self._keys = {action: key for action, key, *_ in KEYS}
+        for action, key in (keymap or {}).items():
+            self._keys[action] = key
+        super().__init__()
+        self.backend = backend
+        self.store = history if isinstance(history, HistoryStore) else HistoryStore(history)
+        self._owns_store = not isinstance(history, HistoryStore)
+        saved = self.store.get_pref("options")
+        self.options = options or (ChatOptions.from_dict(saved) if saved else ChatOptions())
+        self.export_dir = Path(export_dir)
+        self.save_interval = save_interval
+        self.ui_interval = ui_interval
+        self._sidebar_pref = sidebar
+        self._theme_arg = theme
+        self.conversation_id: int | None = None
+        self.reply: Reply | None = None
+        self._worker: Worker | None = None
+        self._backend_ready = asyncio.Event()
+        self._backend_error: str | None = None
+        self._editing_message_id: int | None = None
+        self._last_stats: dict[str, Any] = {}
+
+    # -- layout ---------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="main"):
+            yield ConversationList(id="conversations")
+            with Vertical(id="chat-column"):
+                yield ChatView(id="chat")
+                yield Static("", id="editing")
+                with Vertical(id="input-row"):
+                    yield PromptInput(id="prompt")
+        yield StatusLine(id="status")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        for action, default, short, _description, show in KEYS:
+            key = self._keys.get(action, default)
+            priority = action in ("scroll_up", "scroll_down", "stop")
+            self._bindings.bind(key, action, short, show=show, priority=priority)
+        self.refresh_bindings()
+        theme = self._theme_arg or self.store.get_pref("theme")
+        if theme and theme in self.available_themes:
+            self.theme = theme
+        wide = self.size.width >= 110
+        if self._sidebar_pref if self._sidebar_pref is not None else wide:
+            self.query_one(ConversationList).add_class("-visible")
+        self.refresh_conversations()
+        convs = self.store.list_conversations()
+        if convs:
+            self.call_after_refresh(self.open_conversation, convs[0].id)
+        else:
+            self._show_empty()
+        self.query_one(PromptInput).focus()
+        self.set_interval(self.ui_interval, self._tick)
+        self._update_status()
+        self._start_backend()
+
+    def get_system_commands(self, screen: Screen) -> Any:
+        yield from super().get_system_commands(screen)
+        for action, _key, _short, description, _show in KEYS:
+            if action in ("quit", "scroll_up", "scroll_down"):
+                continue
+            yield SystemCommand(description.split(" (")[0].split(":")[0], description,
+                                getattr(self, f"action_{action}"))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if isinstance(self.screen, ModalScreen) and action in self._keys and action not in _ALWAYS_ALLOWED:
+            return False
+        return True
+
+    # -- backend --------------------------------------------------------------------------------
+    @work(group="backend", exclusive=True)
+    async def _start_backend(self) -> None:
+        try:
+            await self.backend.start()
+        except VibeEdgeError as exc:
+            self._backend_error = str(exc)
+        except Exception as exc:  # a loading failure must not crash the history browser
+            self._backend_error = f"{type(exc).__name__}: {exc}"
+        if self._backend_error:
+            self.notify(self._backend_error, title="Model not available", severity="error", timeout=30)
+        for note in self.backend.notices:
+            self.notify(note, timeout=15)
+        self._backend_ready.set()
+        self._update_status()
+
+    @property
+    def state(self) -> str:
+        if self.reply is not None and not self.reply.done:
+            return self.reply.state
+        if self._backend_error:
+            return "unavailable"
+        if not self._backend_ready.is_set():
+            return "loading model…"
+        return "ready"
+
+    def _update_status(self) -> None:
+        reply = self.reply
+        backend = self.backend
+        kwargs: dict[str, Any] = {}
+        if reply is not None:
+            used = reply.prompt_tokens + reply.reasoning_tokens + reply.answer_tokens
+            kwargs = dict(ttft_ms=reply.ttft_ms, tps=reply.tps,
+                          ctx_used=used or backend.context_used(), ctx_size=backend.context_size,
+                          think_used=reply.reasoning_tokens or None, think_budget=reply.budget)
+        try:
+            status = self.query_one(StatusLine)
+        except Exception:
+            return
+        status.show(model=backend.model_name, preset=self.options.preset, state=self.state, **kwargs)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._update_status)
+
+    def _tick(self) -> None:
+        reply = self.reply
+        if reply is not None and not reply.done:
+            reply.view.flush()
+            if reply.first_token is not None and reply.state in ("thinking", "answering"):
+                elapsed = time.monotonic() - reply.first_token
+                n = reply.reasoning_tokens + reply.answer_tokens
+                if elapsed > 0.5 and n > 1:
+                    reply.tps = (n - 1) / elapsed
+            if time.monotonic() - reply.last_save >= self.save_interval:
+                self._save_partial(reply)
+            self._update_status()
+
+    # -- conversations --------------------------------------------------------------------------
+    def refresh_conversations(self) -> None:
+        self.query_one(ConversationList).set_conversations(self.store.list_conversations(),
+                                                           self.conversation_id)
+
+    def _show_empty(self) -> None:
+        chat = self.query_one(ChatView)
+        chat.remove_children()
+        chat.mount(Static(Text(
+            "New chat. Ask a competition math or coding question; VibeThinker thinks first "
+            "(the Thinking block), then answers.\nEnter sends · Ctrl+J new line · F1 all keys"),
+            classes="empty"))
+
+    async def open_conversation(self, conversation_id: int) -> None:
+        if self._busy("switch conversations"):
+            return
+        conv = self.store.get_conversation(conversation_id)
+        if conv is None:
+            return
+        self.conversation_id = conv.id
+        self._cancel_edit()
+        chat = self.query_one(ChatView)
+        await chat.remove_children()
+        widgets = []
+        for m in self.store.messages(conv.id):
+            if m.role == "user":
+                widgets.append(UserMessage(m.content, m.id))
+            elif m.role == "assistant":
+                widgets.append(AssistantMessage(model=conv.model or self.backend.model_name, stored=m))
+                if m.stats:
+                    self._last_stats = m.stats
+        if widgets:
+            await chat.mount_all(widgets)
+        chat.scroll_end(animate=False)
+        self.sub_title = conv.title
+        self.refresh_conversations()
+
+    def _busy(self, what: str) -> bool:
+        if self.reply is not None and not self.reply.done:
+            key = self._keys["stop"]
+            self.notify(f"A reply is still being written; press {_pretty(key)} to stop it first "
+                        f"(then {what}).", severity="warning")
+            return True
+        return False
+
+    @on(ConversationList.Picked)
+    async def _picked(self, event: ConversationList.Picked) -> None:
+        await self.open_conversation(event.conversation_id)
+        self.query_one(PromptInput).focus()
+
+    # -- sending --------------------------------------------------------------------------------
+    @on(PromptInput.Submitted)
+    async def _submitted(self, event: PromptInput.Submitted) -> None:
+        text = event.text.strip()
+        if not text:
+            return
+        if self._busy("send"):
+            return
+        if self._editing_message_id is not None and self.conversation_id is not None:
+            self.store.delete_messages_from(self.conversation_id, self._editing_message_id)
+            await self.open_conversation(self.conversation_id)
+        self._cancel_edit()
+        self.query_one(PromptInput).clear()
+        await self.send(text)
+
+    async def send(self, text: str) -> None:
+        """Save the prompt, show it, and start the reply."""
+        chat = self.query_one(ChatView)
+        if self.conversation_id is None:
+            title = _title(text)
+            conv = self.store.create_conversation(title, preset=self.options.preset,
+                                                  model=self.backend.model_name)
+            self.conversation_id = conv.id
+            self.sub_title = title
+            await chat.remove_children()
+        user = self.store.add_message(self.conversation_id, "user", text)  # saved before generating
+        await chat.mount(UserMessage(text, user.id))
+        self.refresh_conversations()
+        await self._start_reply()
+
+    async def _start_reply(self) -> None:
+        assert self.conversation_id is not None
+        conv_id = self.conversation_id
+        turns = [(m.role, m.content) for m in self.store.messages(conv_id)
+                 if m.role in ("user", "assistant") and not (m.role == "assistant" and m.status == ERROR)]
+        message = self.store.add_message(conv_id, "assistant", "", status=STREAMING)
+        self.store.update_conversation(conv_id, model=self.backend.model_name, preset=self.options.preset)
+        view = AssistantMessage(model=self.backend.model_name, message_id=message.id)
+        chat = self.query_one(ChatView)
+        await chat.mount(view)
+        chat.anchor()
+        chat.scroll_end(animate=False)
+        reply = Reply(conv_id, message.id, view)
+        reply.budget = self.options.effective()["thinking_budget"]
+        self.reply = reply
+        self._update_status()
+        self._worker = self.run_worker(self._generate(reply, turns), group="reply", exclusive=True,
+                                       exit_on_error=False)
+
+    async def _generate(self, reply: Reply, turns: list[tuple[str, str]]) -> None:
+        try:
+            if not self._backend_ready.is_set():
+                reply.state = "loading model…"
+                await self._backend_ready.wait()
+            if self._backend_error:
+                await self._finish(reply, ERROR, error=self._backend_error)
+                return
+            try:
+                request = build_request(self.options, turns)
+                stream = await self.backend.submit(request)
+            except VibeEdgeError as exc:
+                await self._finish(reply, ERROR, error=exc.message)
+                return
+            reply.stream = stream
+            reply.state = "queued"
+            async for event in stream:
+                if reply.done:
+                    break
+                if isinstance(event, TextDelta):
+                    if reply.first_token is None:
+                        reply.first_token = time.monotonic()
+                        reply.ttft_ms = (reply.first_token - reply.started) * 1000
+                    if event.channel == "reasoning":
+                        reply.state = "thinking"
+                        reply.reasoning.append(event.text)
+                        reply.reasoning_tokens += 1
+                        await reply.view.add_reasoning(event.text)
+                    else:
+                        if not reply.answer and reply.reasoning and not reply.saved_reasoning:
+                            # The reasoning is complete: on disk before the answer streams.
+                            self.store.update_message(reply.message_id, reasoning=reply.reasoning_text)
+                            reply.saved_reasoning = True
+                        reply.state = "answering"
+                        reply.answer.append(event.text)
+                        reply.answer_tokens += 1
+                        await reply.view.add_answer(event.text)
+                elif isinstance(event, Started):
+                    reply.state = "reading prompt"
+                    reply.prompt_tokens = event.prompt_tokens
+                elif isinstance(event, Notice):
+                    reply.notices.append({"code": event.code, "message": event.message})
+                    self.store.update_message(reply.message_id, notices=reply.notices)
+                    await reply.view.add_notice(event.code, event.message)
+                elif isinstance(event, Finished):
+                    await self._finished(reply, event)
+            if not reply.done:  # a stream that ended without Finished
+                await self._finish(reply, ERROR, error="the stream ended unexpectedly")
+        except asyncio.CancelledError:
+            if not reply.done:
+                self._stop_now(reply)
+            raise
+        except Exception as exc:
+            if not reply.done:
+                await self._finish(reply, ERROR, error=f"{type(exc).__name__}: {exc}")
+
+    async def _finished(self, reply: Reply, event: Finished) -> None:
+        result = event.result
+        reason = result.finish_reason
+        status = {FinishReason.STOP: COMPLETE, FinishReason.LENGTH: LENGTH,
+                  FinishReason.CANCELLED: STOPPED}.get(reason, ERROR)
+        if reason is FinishReason.TIMEOUT:
+            result.error = result.error or "the request ran past its time limit"
+        stats = result.stats.to_dict()
+        if stats.get("ttft_ms") is None and reply.ttft_ms is not None:
+            stats["ttft_ms"] = round(reply.ttft_ms, 1)
+        reply.reasoning_tokens = result.stats.reasoning_tokens or reply.reasoning_tokens
+        reply.answer_tokens = result.stats.answer_tokens or reply.answer_tokens
+        if result.stats.prompt_tokens:
+            reply.prompt_tokens = result.stats.prompt_tokens
+        reply.tps = result.stats.decode_tps or reply.tps
+        reply.ttft_ms = stats.get("ttft_ms")
+        # The engine's own split is authoritative (it also covers text the stream never showed).
+        reasoning = result.reasoning if result.reasoning or not reply.reasoning else reply.reasoning_text
+        answer = result.answer if result.answer or not reply.answer else reply.answer_text
+        await self._finish(reply, status, reasoning=reasoning, answer=answer, boxed=result.boxed,
+                           stats=stats, error=result.error, finish_reason=reason.value)
+
+    async def _finish(self, reply: Reply, status: str, *, reasoning: str | None = None,
+                      answer: str | None = None, boxed: str | None = None,
+                      stats: dict[str, Any] | None = None, error: str | None = None,
+                      finish_reason: str | None = None) -> None:
+        if reply.done:
+            return
+        reply.done = True
+        self.store.update_message(
+            reply.message_id, content=answer if answer is not None else reply.answer_text,
+            reasoning=reasoning if reasoning is not None else reply.reasoning_text, status=status,
+            finish_reason=finish_reason, boxed=boxed, stats=stats or {}, notices=reply.notices,
+            error=error)
+        self.store.touch(reply.conversation_id)
+        self._last_stats = stats or {}
+        await reply.view.finish(status, boxed=boxed, stats=stats, error=error,
+                                reasoning_tokens=reply.reasoning_tokens)
+        self._update_status()
+        self.refresh_conversations()
+        if error and status == ERROR:
+            self.notify(error, title="The reply failed", severity="error", timeout=10)
+
+    def _save_partial(self, reply: Reply) -> None:
+        reply.last_save = time.monotonic()
+        self.store.update_message(reply.message_id, content=reply.answer_text,
+                                  reasoning=reply.reasoning_text)
+
+    def _stop_now(self, reply: Reply) -> None:
+        """Esc: save what was written as stopped and mark it, without waiting for anything."""
+        if reply.done:
+            return
+        reply.done = True
+        if reply.stream is not None:
+            reply.stream.cancel()
+        stats = {"ttft_ms": None if reply.ttft_ms is None else round(reply.ttft_ms, 1),
+                 "reasoning_tokens": reply.reasoning_tokens, "answer_tokens": reply.answer_tokens,
+                 "prompt_tokens": reply.prompt_tokens,
+                 "decode_tps": None if reply.tps is None else round(reply.tps, 2)}
+        self.store.update_message(reply.message_id, content=reply.answer_text,
+                                  reasoning=reply.reasoning_text, status=STOPPED,
+                                  finish_reason=FinishReason.CANCELLED.value, stats=stats,
+                                  notices=reply.notices)
+        self.store.touch(reply.conversation_id)
+        reply.view.flush()
+        reply.view.finish_now(STOPPED)
+        self._update_status()
+
+    # -- actions --------------------------------------------------------------------------------
+    def action_stop(self) -> None:
+        reply = self.reply
+        if reply is not None and not reply.done:
+            self._stop_now(reply)
+            if self._worker is not None:
+                self._worker.cancel()
+            self.notify("Stopped. The partial reply is kept.", timeout=3)
+            return
+        if self._editing_message_id is not None:
+            self._cancel_edit()
+            self.query_one(PromptInput).clear()
+            return
+        self.query_one(PromptInput).focus()
+
+    def action_help(self) -> None:
+        rows = [(_pretty(k), d) for k, d in INPUT_KEYS[:2]]
+        rows += [(_pretty(self._keys[a]), d) for a, _k, _short, d, _s in KEYS]
+        rows += [(_pretty(k), d) for k, d in INPUT_KEYS[2:]]
+        notes = ["Keys can be changed in tui.toml, section [keys], e.g. new_chat = \"ctrl+n\" "
+                 "(names: " + ", ".join(a for a, *_ in KEYS) + ").",
+                 "Themes: Ctrl+P → \"Change theme\", or the settings screen."]
+        self.push_screen(HelpScreen(rows, notes))
+
+    async def action_new_chat(self) -> None:
+        if self._busy("start a new chat"):
+            return
+        self.conversation_id = None
+        self.reply = None
+        self._cancel_edit()
+        self.sub_title = ""
+        self._show_empty()
+        self.refresh_conversations()
+        self._update_status()
+        self.query_one(PromptInput).focus()
+
+    async def action_regenerate(self) -> None:
+        if self._busy("regenerate") or self.conversation_id is None:
+            return
+        messages = self.store.messages(self.conversation_id)
+        if not messages or messages[-1].role != "assistant":
+            if messages and messages[-1].role == "user":
+                await self._start_reply()  # the last prompt never got a reply: answer it now
+            return
+        self.store.delete_messages_from(self.conversation_id, messages[-1].id)
+        for view in self.query(AssistantMessage):
+            if view.message_id == messages[-1].id:
+                await view.remove()
+        await self._start_reply()
+
+    def action_edit_last(self) -> None:
+        if self._busy("edit") or self.conversation_id is None:
+            return
+        users = [m for m in self.store.messages(self.conversation_id) if m.role == "user"]
+        if not users:
+            return
+        last = users[-1]
+        prompt = self.query_one(PromptInput)
+        prompt.text = last.content
+        prompt.move_cursor(prompt.document.end)
+        prompt.focus()
+        self._editing_message_id = last.id
+        editing = self.query_one("#editing", Static)
+        editing.update(Text(f"Editing the last prompt: Enter resends it (replacing the reply), "
+                            f"{_pretty(self._keys['stop'])} cancels."))
+        editing.add_class("-on")
+
+    def _cancel_edit(self) -> None:
+        self._editing_message_id = None
+        try:
+            self.query_one("#editing", Static).remove_class("-on")
+        except Exception:
+            pass
+
+    def action_toggle_thinking(self) -> None:
+        views = [v for v in self.query(AssistantMessage) if v.thinking is not None]
+        if views:
+            block = views[-1].thinking
+            assert block is not None
+            block.collapsed = not block.collapsed
+            if not block.collapsed:
+                self.query_one(ChatView).scroll_to_widget(block, animate=False)
+
+    def action_toggle_sidebar(self) -> None:
+        sidebar = self.query_one(ConversationList)
+        if sidebar.has_class("-visible") and sidebar.has_focus:
+            sidebar.remove_class("-visible")
+            self.query_one(PromptInput).focus()
+        else:
+            sidebar.add_class("-visible")
+            sidebar.focus()
+
+    def action_search(self) -> None:
+        def opened(conversation_id: int | None) -> None:
+            if conversation_id is not None:
+                self.run_worker(self.open_conversation(conversation_id))
+
+        self.push_screen(SearchScreen(self.store.list_conversations), opened)
+
+    def action_rename(self) -> None:
+        if self.conversation_id is None:
+            self.notify("Nothing to rename yet: send a prompt first.")
+            return
+        conv = self.store.get_conversation(self.conversation_id)
+        assert conv is not None
+
+        def renamed(title: str | None) -> None:
+            if title and title.strip() and self.conversation_id == conv.id:
+                self.store.rename_conversation(conv.id, title.strip())
+                self.sub_title = title.strip()
+                self.refresh_conversations()
+
+        self.push_screen(TextPromptScreen("Rename conversation", conv.title), renamed)
+
+    def action_delete(self) -> None:
+        if self.conversation_id is None or self._busy("delete"):
+            return
+        conv = self.store.get_conversation(self.conversation_id)
+        assert conv is not None
+
+        async def confirmed(yes: bool | None) -> None:
+            if not yes:
+                return
+            self.store.delete_conversation(conv.id)
+            self.conversation_id = None
+            remaining = self.store.list_conversations()
+            if remaining:
+                await self.open_conversation(remaining[0].id)
+            else:
+                await self.action_new_chat()
+            self.refresh_conversations()
+            self.notify(f"Deleted “{conv.title}”.")
+
+        self.push_screen(ConfirmScreen(f"Delete “{conv.title}” and all its messages?"), confirmed)
+
+    def action_export(self) -> None:
+        if self.conversation_id is None:
+            self.notify("Nothing to export yet.")
+            return
+        try:
+            md, js = export_conversation(self.store, self.conversation_id, self.export_dir)
+        except OSError as exc:
+            self.notify(f"Export failed: {exc}", severity="error")
+            return
+        self.notify(f"Exported to {md} and {js.name}", title="Export", timeout=8)
+        self.last_export = (md, js)
+
+    def _last_answer(self) -> str | None:
+        views = list(self.query(AssistantMessage))
+        for view in reversed(views):
+            if view.answer_text:
+                return view.answer_text
+        return None
+
+    def action_copy_answer(self) -> None:
+        text = self._last_answer()
+        if not text:
+            self.notify("No answer to copy yet.")
+            return
+        self.copy_to_clipboard(text)
+        self.notify(f"Copied the last answer ({len(text):,} characters).", timeout=3)
+
+    def action_copy_code(self) -> None:
+        blocks = code_blocks(self._last_answer() or "")
+        if not blocks:
+            self.notify("The last answer has no code block.")
+            return
+        if len(blocks) == 1:
+            self._copy_code(blocks[0][1])
+            return
+        items = [(str(i), f"{i + 1}. {lang or 'code'}: " + (code.strip().splitlines() or [""])[0])
+                 for i, (lang, code) in enumerate(blocks)]
+
+        def picked(choice: str | None) -> None:
+            if choice is not None:
+                self._copy_code(blocks[int(choice)][1])
+
+        self.push_screen(PickerScreen("Copy which code block?", items), picked)
+
+    def _copy_code(self, code: str) -> None:
+        self.copy_to_clipboard(code)
+        self.notify(f"Copied a code block ({len(code.splitlines())} lines).", timeout=3)
+
+    def action_settings(self) -> None:
+        themes = sorted(self.available_themes)
+
+        def saved(result: tuple[ChatOptions, str | None] | None) -> None:
+            if result is None:
+                return
+            options, theme = result
+            self.options = options
+            self.store.set_pref("options", options.to_dict())
+            if theme and theme != self.theme:
+                self.theme = theme
+            self._update_status()
+            self.notify("Settings saved.", timeout=3)
+
+        self.push_screen(SettingsScreen(self.options, themes, self.theme), saved)
+
+    def watch_theme(self, theme: str) -> None:
+        try:
+            self.store.set_pref("theme", theme)
+        except Exception:
+            pass
+
+    def action_scroll_up(self) -> None:
+        self.query_one(ChatView).scroll_page_up(animate=False)
+
+    def action_scroll_down(self) -> None:
+        self.query_one(ChatView).scroll_page_down(animate=False)
+
+    async def action_quit(self) -> None:
+        if self.reply is not None and not self.reply.done:
+            self.action_stop()
+        self.exit()
+
+    async def on_unmount(self) -> None:
+        if self.reply is not None and not self.reply.done:
+            self._stop_now(self.reply)
+        try:
+            await self.backend.aclose()
+        finally:
+            if self._owns_store:
+                self.store.close()
+
+
+def _title(text: str) -> str:
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "Untitled")
+    return first if len(first) <= 60 else first[:59] + "…"
+
+
+def _pretty(key: str) -> str:
+    out = []
+    for k in key.split(","):
+        parts = k.strip().split("+")
+        out.append("+".join(p.capitalize() if len(p) > 1 else p.upper() for p in parts))
+    return " / ".join(out)

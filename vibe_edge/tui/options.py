@@ -1,0 +1,93 @@
+"""What the user tunes for a reply (preset, system prompt, sampling, limits) and the request
+it turns into. The same GenerationRequest goes to every backend."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from vibe_edge.chat.presets import DEFAULT_PRESET, PRESETS, Preset, apply_preset, get_preset
+from vibe_edge.engine.types import GenerationRequest, ReasoningOptions, SamplingParams
+from vibe_edge.errors import InvalidRequest
+
+__all__ = ["ChatOptions", "build_request", "history_messages"]
+
+
+@dataclass(frozen=True)
+class ChatOptions:
+    """None in a field means "the preset's value". thinking_budget 0 means no budget."""
+
+    preset: str = DEFAULT_PRESET
+    system_prompt: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    thinking_budget: int | None = None
+    loop_guard: bool = True
+
+    @property
+    def preset_obj(self) -> Preset:
+        return get_preset(self.preset)
+
+    def effective(self) -> dict[str, Any]:
+        """The values a request will use, presets filled in (for the settings screen)."""
+        p = self.preset_obj
+        budget = p.thinking_budget if self.thinking_budget is None else (self.thinking_budget or None)
+        return {
+            "system_prompt": self.system_prompt if self.system_prompt else (p.system_prompt or ""),
+            "temperature": p.sampling.temperature if self.temperature is None else self.temperature,
+            "top_p": p.sampling.top_p if self.top_p is None else self.top_p,
+            "max_tokens": p.max_tokens if self.max_tokens is None else self.max_tokens,
+            "thinking_budget": budget,
+        }
+
+    def validate(self) -> None:
+        get_preset(self.preset)
+        eff = self.effective()
+        SamplingParams(temperature=eff["temperature"], top_p=eff["top_p"]).validate()
+        if not isinstance(eff["max_tokens"], int) or eff["max_tokens"] < 1:
+            raise InvalidRequest(f"max tokens must be a positive integer, got {eff['max_tokens']!r}",
+                                 param="max_tokens")
+        if self.thinking_budget is not None and self.thinking_budget < 0:
+            raise InvalidRequest("thinking budget must be >= 0 (0: no budget)", param="thinking_budget")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ChatOptions:
+        if not isinstance(data, dict):
+            return cls()
+        known = {f.name for f in dataclasses.fields(cls)}
+        try:
+            options = cls(**{k: v for k, v in data.items() if k in known})
+            options.validate()
+        except (TypeError, ValueError, InvalidRequest):
+            return cls()
+        return options
+
+
+def history_messages(turns: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
+    """(role, text) turns -> OpenAI messages. Assistant turns carry only their answers: the
+    reasoning of earlier replies is not sent back (it would fill the context for nothing)."""
+    return [{"role": role, "content": text} for role, text in turns if text or role == "user"]
+
+
+def build_request(options: ChatOptions, turns: Sequence[tuple[str, str]]) -> GenerationRequest:
+    preset = options.preset_obj
+    eff = options.effective()
+    messages = history_messages(turns)
+    if options.system_prompt:
+        messages.insert(0, {"role": "system", "content": options.system_prompt})
+    messages = apply_preset(preset, messages)
+    sampling = dataclasses.replace(preset.sampling, temperature=float(eff["temperature"]),
+                                   top_p=float(eff["top_p"]))
+    return GenerationRequest(
+        messages=messages, sampling=sampling, max_tokens=int(eff["max_tokens"]),
+        reasoning=ReasoningOptions(thinking_budget=eff["thinking_budget"],
+                                   loop_guard=options.loop_guard))
+
+
+PRESET_NAMES = tuple(PRESETS)
