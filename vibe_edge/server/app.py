@@ -97,7 +97,8 @@ def create_app(config: ServerConfig | None = None, host: ModelHost | None = None
                            allow_headers=["Authorization", "Content-Type"])
 
     # -- plain routes ---------------------------------------------------------------------------
-    @app.api_route("/health", methods=["GET", "HEAD"], tags=["server"])
+    @app.head("/health", include_in_schema=False)
+    @app.get("/health", tags=["server"])
     async def health() -> Response:
         if host.ready:
             status = host.status()
