@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
-EXTRAS=${VIBE_EDGE_EXTRAS:-dev,verify}
+EXTRAS=${VIBE_EDGE_EXTRAS:-dev,convert,verify}
 
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
