@@ -15,6 +15,7 @@ requested number of tokens and the figures compare like with like.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,11 +55,12 @@ class BenchConfig:
     flash_attn: bool = True
     kv_type: str = "f16"
     gpu_layers: int = 0
+    rounds: int = 3
 
 
 def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda _m: None) -> dict:
-    progress("baseline: llama-cpp-python Llama, one sequence")
-    baseline_tps = _baseline_decode_tps(cfg)
+    progress("loading llama-cpp-python's Llama (the baseline) and the engine")
+    baseline = _Baseline(cfg)
     ctx = max(2048, cfg.history_tokens + cfg.prompt_tokens + cfg.n_tokens + 256)
     engine = Engine(EngineConfig(
         model_path=cfg.model_path, n_slots=max(max(cfg.streams), 4), ctx_per_slot=ctx,
@@ -68,8 +70,15 @@ def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda _m:
         sampling = SamplingParams(temperature=0.0, logit_bias={
             t: -100.0 for t in engine.eog_tokens()})
         bench = _EngineBench(engine, cfg, sampling)
+        progress(f"decode, baseline and engine alternating, {cfg.rounds} rounds")
+        baseline_runs, engine_runs = [], []
+        for _ in range(cfg.rounds):
+            baseline_runs.append(baseline.decode_tps())
+            engine_runs.append(bench.short_decode_tps())
+        baseline_tps = statistics.median(baseline_runs)
         progress("single stream: 512-token prompt, then decode")
         single = bench.single()
+        single["decode_tps"] = round(statistics.median(engine_runs), 2)
         concurrent = []
         for streams in cfg.streams:
             progress(f"concurrent: {streams} streams")
@@ -77,9 +86,11 @@ def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda _m:
         progress("prefix cache: second turn over a shared history")
         prefix = bench.prefix_cache()
         progress("TTFT: 4 simultaneous requests vs one after another")
-        p95 = bench.ttft_p95(4)
+        rounds = [bench.ttft_p95(4) for _ in range(cfg.rounds)]
+        p95 = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
     finally:
         engine.close()
+        baseline.close()
 
     by_streams = {c["streams"]: c["aggregate_decode_tps"] for c in concurrent}
     ratios = {
@@ -94,6 +105,7 @@ def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda _m:
         "model": cfg.model_path,
         "threads": cfg.threads,
         "n_tokens": cfg.n_tokens,
+        "rounds": cfg.rounds,
         "flash_attn": cfg.flash_attn,
         "baseline": {"decode_tps": round(baseline_tps, 2)},
         "single": single,
@@ -106,22 +118,36 @@ def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda _m:
     }
 
 
-def _baseline_decode_tps(cfg: BenchConfig) -> float:
-    from llama_cpp import Llama
+BASELINE_PROMPT_TOKENS = 64
 
-    llm = Llama(model_path=cfg.model_path, n_ctx=2048, n_threads=cfg.threads,
-                n_threads_batch=cfg.threads, flash_attn=cfg.flash_attn, n_gpu_layers=cfg.gpu_layers,
-                verbose=False)
-    try:
-        tokens = llm.tokenize(_FILLER.encode())[:64]
+
+def _baseline_prompt(engine: Engine) -> str:
+    return engine.detokenize(engine.tokenize(_FILLER, add_special=False)[:BASELINE_PROMPT_TOKENS])
+
+
+class _Baseline:
+    """llama-cpp-python's own single-sequence Llama, loaded beside the engine so the two can be
+    measured in alternating rounds (this machine's speed drifts by 10% between minutes)."""
+
+    def __init__(self, cfg: BenchConfig):
+        from llama_cpp import Llama
+
+        self.cfg = cfg
+        self.llm = Llama(model_path=cfg.model_path, n_ctx=2048, n_threads=cfg.threads,
+                         n_threads_batch=cfg.threads, flash_attn=cfg.flash_attn,
+                         n_gpu_layers=cfg.gpu_layers, verbose=False)
+        self.prompt = self.llm.tokenize(_FILLER.encode(), add_bos=False)[:BASELINE_PROMPT_TOKENS]
+
+    def decode_tps(self) -> float:
         times = []
-        for i, _token in enumerate(llm.generate(tokens, temp=0.0, reset=True)):
+        for i, _token in enumerate(self.llm.generate(self.prompt, temp=0.0, reset=True)):
             times.append(time.perf_counter())
-            if i + 1 >= cfg.n_tokens:
+            if i + 1 >= self.cfg.n_tokens:
                 break
         return (len(times) - 1) / (times[-1] - times[0])
-    finally:
-        llm.close()
+
+    def close(self) -> None:
+        self.llm.close()
 
 
 class _EngineBench:
@@ -143,10 +169,18 @@ class _EngineBench:
         return GenerationRequest(prompt=prompt, sampling=self.sampling, max_tokens=n)
 
     def single(self) -> dict:
-        result = self.engine.generate(self._request(self._text(self.cfg.prompt_tokens), self.cfg.n_tokens))
-        s = result.stats
+        """TTFT and prefill of one stream on a 512-token prompt (its decode speed is measured
+        on the baseline's prompt, in alternating rounds: see short_decode_tps)."""
+        self.engine.reset_cache()
+        s = self.engine.generate(self._request(self._text(self.cfg.prompt_tokens), 8)).stats
         return {"prompt_tokens": s.prompt_tokens, "ttft_ms": round(s.ttft_ms, 1),
-                "prefill_tps": round(s.prefill_tps, 2), "decode_tps": round(s.decode_tps, 2)}
+                "prefill_tps": round(s.prefill_tps, 2)}
+
+    def short_decode_tps(self) -> float:
+        """Decode speed on the baseline's own 64-token prompt: decoding slows as the context
+        grows, so the comparison must be like for like."""
+        self.engine.reset_cache()
+        return self.engine.generate(self._request(_baseline_prompt(self.engine), self.cfg.n_tokens)).stats.decode_tps
 
     def aggregate(self, streams: int) -> float:
         """Generated tokens per second across `streams` requests decoding together, from the
@@ -198,10 +232,11 @@ def format_report(report: dict) -> str:
     lines = [
         f"model {report['model']}  threads {report['threads']}  "
         f"flash_attn {report['flash_attn']}  {report['n_tokens']} tokens per stream",
-        f"baseline (llama-cpp-python Llama): decode {report['baseline']['decode_tps']} tok/s",
+        f"decode after a 64-token prompt, median of {report['rounds']} alternating rounds: "
+        f"baseline (llama-cpp-python Llama) {report['baseline']['decode_tps']} tok/s, "
+        f"engine {report['single']['decode_tps']} tok/s",
         f"single stream: TTFT {report['single']['ttft_ms']} ms, prefill "
-        f"{report['single']['prefill_tps']} tok/s ({report['single']['prompt_tokens']}-token prompt), "
-        f"decode {report['single']['decode_tps']} tok/s",
+        f"{report['single']['prefill_tps']} tok/s ({report['single']['prompt_tokens']}-token prompt)",
     ]
     for c in report["concurrent"]:
         lines.append(f"  {c['streams']} streams: aggregate decode {c['aggregate_decode_tps']} tok/s")
@@ -209,7 +244,7 @@ def format_report(report: dict) -> str:
     lines.append(f"prefix cache ({p['history_tokens']}-token history): cold TTFT {p['cold_ttft_ms']} ms, "
                  f"warm {p['warm_ttft_ms']} ms ({p['warm_cached_tokens']} tokens cached)")
     t = report["ttft_p95"]
-    lines.append(f"p95 TTFT of 4 requests: simultaneous {t['simultaneous_ms']} ms, "
+    lines.append(f"p95 TTFT of 4 requests (median of {report['rounds']} rounds): simultaneous {t['simultaneous_ms']} ms, "
                  f"one after another {t['sequential_ms']} ms")
     lines.append("ratios (target):")
     for name, value in report["ratios"].items():

@@ -90,6 +90,15 @@ class Scheduler:
         busy = sum(1 for s in self.slots if s.job is not None)
         return busy, len(self._queue), sum(len(s.cached) for s in self.slots)
 
+    def reset_idle_cache(self) -> None:
+        # Runs on the caller's thread: only while nothing is running, so it cannot race a step.
+        with self._cond:
+            if not self.idle():
+                return
+            for slot in self.slots:
+                self.ctx.seq_remove(slot.seq, -1, -1)
+                slot.cached = []
+
     def stop_accepting(self) -> None:
         with self._cond:
             self._accepting = False
