@@ -251,9 +251,15 @@ def chat_completion(result: GenerationResult, *, model: str, created: int,
         message["reasoning_content"] = result.reasoning
     choice = {"index": 0, "message": message, "logprobs": None,
               "finish_reason": finish_reason(result.finish_reason), **choice_extras(result)}
+    return _response("chat.completion", choice, result, model=model, created=created, notices=notices)
+
+
+def _response(kind: str, choice: dict[str, Any], result: GenerationResult, *, model: str,
+              created: int, notices: list[Notice]) -> dict[str, Any]:
+    """The envelope both endpoints share: one choice, usage, and vibe-edge's extras."""
     return {
         "id": result.request_id,
-        "object": "chat.completion",
+        "object": kind,
         "created": created,
         "model": model,
         "system_fingerprint": None,
@@ -272,17 +278,7 @@ def text_completion(result: GenerationResult, *, model: str, created: int, notic
                               **choice_extras(result)}
     if result.reasoning:
         choice["reasoning_content"] = result.reasoning
-    return {
-        "id": result.request_id,
-        "object": "text_completion",
-        "created": created,
-        "model": model,
-        "system_fingerprint": None,
-        "choices": [choice],
-        "usage": usage(result.stats),
-        "timings": result.stats.to_dict(),
-        "notices": [notice_dict(n) for n in notices],
-    }
+    return _response("text_completion", choice, result, model=model, created=created, notices=notices)
 
 
 class ChunkMaker:
