@@ -3,8 +3,9 @@
 Everything is measured in one run, on the same GGUF, thread count and attention settings:
 
 - baseline.decode_tps: llama-cpp-python's own single-sequence `Llama` generating alone;
-- single: TTFT, prefill tokens/s (512-token prompt) and decode tokens/s of one engine stream;
-- concurrent: aggregate decode tokens/s with S = 1, 2, 4, 8 streams at once;
+- single: TTFT, prefill tokens/s (512-token prompt) and decode tokens/s of one engine stream
+  (decode measured in short segments alternating with the baseline's, paired);
+- concurrent: aggregate decode tokens/s with S = 1, 2, 4, 8 streams at once, in rounds;
 - prefix_cache: TTFT of a second turn over a ~1,000-token shared history, cold and warm;
 - ttft_p95: p95 TTFT of 4 simultaneous requests, against serving them one after another.
 
@@ -34,6 +35,11 @@ DEFAULT_DECODE_TOKENS = 128
 DEFAULT_PROMPT_TOKENS = 512
 DEFAULT_HISTORY_TOKENS = 1000
 DEFAULT_STREAMS = (1, 2, 4, 8)
+DEFAULT_ROUNDS = 3
+# Decode vs the baseline: many short alternating segments beat a few long runs on a machine
+# whose speed drifts from one minute to the next (see _decode_pairs).
+DEFAULT_DECODE_PAIRS = 24
+DEFAULT_SEGMENT_TOKENS = 32
 
 # Varied filler, so prompts are not one repeated token (which some kernels special-case).
 _FILLER = (
@@ -55,7 +61,9 @@ class BenchConfig:
     flash_attn: bool = True
     kv_type: str = "f16"
     gpu_layers: int = 0
-    rounds: int = 3
+    rounds: int = DEFAULT_ROUNDS  # aggregate and p95 TTFT are measured this many times
+    decode_pairs: int = DEFAULT_DECODE_PAIRS
+    segment_tokens: int = DEFAULT_SEGMENT_TOKENS
 
 
 def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda _m: None) -> dict:
@@ -70,32 +78,26 @@ def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda _m:
         sampling = SamplingParams(temperature=0.0, logit_bias={
             t: -100.0 for t in engine.eog_tokens()})
         bench = _EngineBench(engine, cfg, sampling)
-        progress(f"decode, baseline and engine alternating, {cfg.rounds} rounds")
-        baseline_runs, engine_runs = [], []
-        for _ in range(cfg.rounds):
-            baseline_runs.append(baseline.decode_tps())
-            engine_runs.append(bench.short_decode_tps())
-        baseline_tps = statistics.median(baseline_runs)
+        progress(f"decode: baseline and engine in {cfg.decode_pairs} alternating pairs of "
+                 f"{cfg.segment_tokens}-token segments")
+        decode = _decode_pairs(baseline, bench, cfg.decode_pairs)
         progress("single stream: 512-token prompt, then decode")
         single = bench.single()
-        single["decode_tps"] = round(statistics.median(engine_runs), 2)
-        concurrent = []
-        for streams in cfg.streams:
-            progress(f"concurrent: {streams} streams")
-            concurrent.append({"streams": streams, "aggregate_decode_tps": bench.aggregate(streams)})
+        single["decode_tps"] = decode["engine_tps"]
+        progress(f"concurrent: {', '.join(map(str, cfg.streams))} streams, {cfg.rounds} rounds")
+        concurrent, aggregate_ratio = _aggregate_rounds(bench, cfg)
         progress("prefix cache: second turn over a shared history")
         prefix = bench.prefix_cache()
-        progress("TTFT: 4 simultaneous requests vs one after another")
+        progress(f"TTFT: 4 simultaneous requests vs one after another, {cfg.rounds} rounds")
         rounds = [bench.ttft_p95(4) for _ in range(cfg.rounds)]
         p95 = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
     finally:
         engine.close()
         baseline.close()
 
-    by_streams = {c["streams"]: c["aggregate_decode_tps"] for c in concurrent}
     ratios = {
-        "single_vs_baseline": single["decode_tps"] / baseline_tps,
-        "aggregate4_vs_single": by_streams.get(4, math.nan) / by_streams.get(1, single["decode_tps"]),
+        "single_vs_baseline": decode["ratio"],
+        "aggregate4_vs_single": aggregate_ratio["median"],
         "warm_vs_cold_ttft": prefix["warm_ttft_ms"] / prefix["cold_ttft_ms"],
         "p95_ttft_simultaneous_vs_sequential": p95["simultaneous_ms"] / p95["sequential_ms"],
     }
@@ -106,16 +108,65 @@ def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda _m:
         "threads": cfg.threads,
         "n_tokens": cfg.n_tokens,
         "rounds": cfg.rounds,
+        "decode_pairs": cfg.decode_pairs,
+        "segment_tokens": cfg.segment_tokens,
         "flash_attn": cfg.flash_attn,
-        "baseline": {"decode_tps": round(baseline_tps, 2)},
+        "baseline": {"decode_tps": decode["baseline_tps"]},
         "single": single,
         "concurrent": concurrent,
         "prefix_cache": prefix,
         "ttft_p95": p95,
         "ratios": {k: round(v, 3) for k, v in ratios.items()},
+        # The middle half of the paired ratios: how far one pair's noise could move the figure.
+        "spread": {"single_vs_baseline": decode["spread"],
+                   "aggregate4_vs_single": aggregate_ratio["spread"]},
         "targets": {k: f"{op} {bound}" for k, (op, bound) in TARGETS.items()},
         "met": met,
     }
+
+
+def _decode_pairs(baseline: _Baseline, bench: _EngineBench, pairs: int) -> dict:
+    """Baseline and engine decode the same prompt in short alternating segments; the ratio is
+    the median of the per-pair ratios. Each pair runs within a few seconds, so the drift of a
+    shared machine hits both sides of a pair alike and cancels out of its ratio."""
+    baseline.decode_tps()  # untimed: afterwards both sides hold the prompt in their cache
+    bench.short_decode_tps()
+    baseline_runs, engine_runs, ratios = [], [], []
+    for i in range(pairs):
+        if i % 2 == 0:
+            b = baseline.decode_tps()
+            e = bench.short_decode_tps()
+        else:
+            e = bench.short_decode_tps()
+            b = baseline.decode_tps()
+        baseline_runs.append(b)
+        engine_runs.append(e)
+        ratios.append(e / b)
+    return {"baseline_tps": round(statistics.median(baseline_runs), 2),
+            "engine_tps": round(statistics.median(engine_runs), 2),
+            "ratio": statistics.median(ratios), "spread": _middle_half(ratios)}
+
+
+def _aggregate_rounds(bench: _EngineBench, cfg: BenchConfig) -> tuple[list[dict], dict]:
+    """Aggregate decode at each stream count, in rounds (the order flips every round); the
+    4-vs-1 ratio is the median of the ratios within a round, for the same reason as above."""
+    runs: dict[int, list[float]] = {s: [] for s in cfg.streams}
+    for r in range(cfg.rounds):
+        for streams in (cfg.streams if r % 2 == 0 else tuple(reversed(cfg.streams))):
+            runs[streams].append(bench.aggregate(streams))
+    concurrent = [{"streams": s, "aggregate_decode_tps": round(statistics.median(v), 2)}
+                  for s, v in runs.items()]
+    if 1 in runs and 4 in runs:
+        paired = [four / one for four, one in zip(runs[4], runs[1])]
+        return concurrent, {"median": statistics.median(paired), "spread": _middle_half(paired)}
+    return concurrent, {"median": math.nan, "spread": [math.nan, math.nan]}
+
+
+def _middle_half(values: list[float]) -> list[float]:
+    if len(values) < 2:
+        return [round(values[0], 3)] * 2 if values else [math.nan, math.nan]
+    q1, _q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return [round(q1, 3), round(q3, 3)]
 
 
 BASELINE_PROMPT_TOKENS = 64
@@ -139,10 +190,12 @@ class _Baseline:
         self.prompt = self.llm.tokenize(_FILLER.encode(), add_bos=False)[:BASELINE_PROMPT_TOKENS]
 
     def decode_tps(self) -> float:
+        """One segment on the same prompt: Llama.generate reuses the cached prompt (it evaluates
+        only the last prompt token again), as the engine's prefix cache does."""
         times = []
         for i, _token in enumerate(self.llm.generate(self.prompt, temp=0.0, reset=True)):
             times.append(time.perf_counter())
-            if i + 1 >= self.cfg.n_tokens:
+            if i + 1 >= self.cfg.segment_tokens:
                 break
         return (len(times) - 1) / (times[-1] - times[0])
 
@@ -177,10 +230,10 @@ class _EngineBench:
                 "prefill_tps": round(s.prefill_tps, 2)}
 
     def short_decode_tps(self) -> float:
-        """Decode speed on the baseline's own 64-token prompt: decoding slows as the context
-        grows, so the comparison must be like for like."""
-        self.engine.reset_cache()
-        return self.engine.generate(self._request(_baseline_prompt(self.engine), self.cfg.n_tokens)).stats.decode_tps
+        """One segment on the baseline's own 64-token prompt (decoding slows as the context
+        grows, so the comparison must be like for like); the prefix cache serves the prompt."""
+        request = self._request(_baseline_prompt(self.engine), self.cfg.segment_tokens)
+        return self.engine.generate(request).stats.decode_tps
 
     def aggregate(self, streams: int) -> float:
         """Generated tokens per second across `streams` requests decoding together, from the
@@ -232,14 +285,15 @@ def format_report(report: dict) -> str:
     lines = [
         f"model {report['model']}  threads {report['threads']}  "
         f"flash_attn {report['flash_attn']}  {report['n_tokens']} tokens per stream",
-        f"decode after a 64-token prompt, median of {report['rounds']} alternating rounds: "
-        f"baseline (llama-cpp-python Llama) {report['baseline']['decode_tps']} tok/s, "
-        f"engine {report['single']['decode_tps']} tok/s",
+        f"decode after a 64-token prompt, {report['decode_pairs']} alternating pairs of "
+        f"{report['segment_tokens']}-token segments (medians): baseline (llama-cpp-python Llama) "
+        f"{report['baseline']['decode_tps']} tok/s, engine {report['single']['decode_tps']} tok/s",
         f"single stream: TTFT {report['single']['ttft_ms']} ms, prefill "
         f"{report['single']['prefill_tps']} tok/s ({report['single']['prompt_tokens']}-token prompt)",
     ]
     for c in report["concurrent"]:
-        lines.append(f"  {c['streams']} streams: aggregate decode {c['aggregate_decode_tps']} tok/s")
+        lines.append(f"  {c['streams']} streams: aggregate decode {c['aggregate_decode_tps']} tok/s "
+                     f"(median of {report['rounds']} rounds)")
     p = report["prefix_cache"]
     lines.append(f"prefix cache ({p['history_tokens']}-token history): cold TTFT {p['cold_ttft_ms']} ms, "
                  f"warm {p['warm_ttft_ms']} ms ({p['warm_cached_tokens']} tokens cached)")
@@ -249,5 +303,7 @@ def format_report(report: dict) -> str:
     lines.append("ratios (target):")
     for name, value in report["ratios"].items():
         mark = "ok" if report["met"][name] else "MISSED"
-        lines.append(f"  {name} = {value} ({report['targets'][name]}) {mark}")
+        spread = report["spread"].get(name)
+        middle = f", middle half of pairs {spread[0]}-{spread[1]}" if spread else ""
+        lines.append(f"  {name} = {value} ({report['targets'][name]}{middle}) {mark}")
     return "\n".join(lines)

@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from vibe_edge.benchmark import DEFAULT_DECODE_TOKENS, BenchConfig, format_report, run_benchmark
+from vibe_edge.benchmark import (
+    DEFAULT_DECODE_PAIRS,
+    DEFAULT_DECODE_TOKENS,
+    DEFAULT_ROUNDS,
+    BenchConfig,
+    format_report,
+    run_benchmark,
+)
 from vibe_edge.cli.common import (
     GpuLayersOpt,
     KvTypeOpt,
@@ -29,7 +36,10 @@ def bench(
     model: ModelOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
     tokens: Annotated[int, typer.Option(help="Tokens generated per stream.")] = DEFAULT_DECODE_TOKENS,
-    rounds: Annotated[int, typer.Option(help="Alternating baseline/engine decode rounds (median).")] = 3,
+    rounds: Annotated[int, typer.Option(
+        min=1, help="Rounds of the concurrent and TTFT-under-load measurements (medians).")] = DEFAULT_ROUNDS,
+    pairs: Annotated[int, typer.Option(
+        min=1, help="Alternating baseline/engine decode segments (median of paired ratios).")] = DEFAULT_DECODE_PAIRS,
     threads: ThreadsOpt = None,
     gpu_layers: GpuLayersOpt = None,
     kv_type: KvTypeOpt = None,
@@ -43,7 +53,7 @@ def bench(
             notify(prepared.resolved.notice)
         plan = prepared.plan
         cfg = BenchConfig(model_path=str(prepared.resolved.path), threads=plan.threads,
-                          n_tokens=tokens, rounds=rounds, flash_attn=plan.flash_attn, kv_type=plan.kv_type,
+                          n_tokens=tokens, rounds=rounds, decode_pairs=pairs, flash_attn=plan.flash_attn, kv_type=plan.kv_type,
                           gpu_layers=plan.gpu_layers)
         report = run_benchmark(cfg, progress=lambda m: err_console.print(f"[dim]{m}[/]"))
         print(json.dumps(report, indent=2) if as_json else format_report(report))

@@ -11,7 +11,7 @@ import os
 import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from vibe_edge.chat.language import cjk_advisory
@@ -20,7 +20,7 @@ from vibe_edge.engine._llama import KV_TYPES, Context, ContextParams, Model, Sam
 from vibe_edge.engine.handle import RequestHandle
 from vibe_edge.engine.job import Job
 from vibe_edge.engine.scheduler import Scheduler
-from vibe_edge.engine.types import GenerationRequest, GenerationResult
+from vibe_edge.engine.types import GenerationRequest, GenerationResult, SamplingParams
 from vibe_edge.errors import ContextLengthExceeded, EngineClosed, InvalidRequest, SettingsError
 from vibe_edge.modelfile import inspect_gguf
 
@@ -140,6 +140,7 @@ class Engine:
         self._bos_text = model.token_text(model.special_token("bos")) if model.add_bos else ""
         self._eos_text = model.token_text(model.special_token("eos"))
         self._eog: list[int] | None = None
+        self._think_open = model.tokenize("<think>", add_special=False)[0] if thinks else None
         if config.warmup:
             self._warm_up()
         self._scheduler = Scheduler(model, self._ctx, batch_size=config.batch_size,
@@ -210,7 +211,8 @@ class Engine:
                 param="messages" if request.messages is not None else "prompt",
             )
         seed = request.sampling.seed if request.sampling.seed is not None else random.getrandbits(32)
-        sampler = Sampler(self._model, request.sampling, seed)  # raises on a bad grammar/bias
+        start_in_reasoning = prompt_prefills_think(prompt)
+        samplers = self._samplers(request.sampling, seed, start_in_reasoning)
         notices = []
         advisory = cjk_advisory(_last_user_text(request))
         if advisory:
@@ -221,18 +223,33 @@ class Engine:
             request=request,
             handle=handle,
             prompt_tokens=tokens,
-            sampler=sampler,
+            sampler=samplers[0],
+            answer_sampler=samplers[1],
+            think_open=self._think_open,
             max_new_tokens=min(request.max_tokens or room, room),
             deadline=time.monotonic() + timeout,
-            start_in_reasoning=prompt_prefills_think(prompt),
+            start_in_reasoning=start_in_reasoning,
             notices=notices,
         )
         try:
             self._scheduler.submit(job)
         except Exception:
-            sampler.close()
+            job.close_samplers()
             raise
         return handle
+
+    def _samplers(self, sampling: SamplingParams, seed: int,
+                  start_in_reasoning: bool) -> tuple[Sampler, Sampler | None]:
+        """(sampler, answer sampler). A grammar (structured output) waits for the answer when
+        the model may think first; otherwise it applies from the first token."""
+        if not sampling.grammar or not (self.info.thinks or start_in_reasoning):
+            return Sampler(self._model, sampling, seed), None  # raises on a bad grammar/bias
+        answer = Sampler(self._model, sampling, seed)
+        try:
+            return Sampler(self._model, replace(sampling, grammar=None), seed), answer
+        except Exception:
+            answer.close()
+            raise
 
     def generate(self, request: GenerationRequest, timeout: float | None = None) -> GenerationResult:
         return self.submit(request).result(timeout)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from vibe_edge.chat.boxed import extract_boxed
 from vibe_edge.chat.loop_guard import LoopGuard
 from vibe_edge.chat.reasoning import ReasoningParser
-from vibe_edge.engine._llama import Sampler
+from vibe_edge.engine._llama import Context, Sampler
 from vibe_edge.engine.handle import RequestHandle
 from vibe_edge.engine.text import Detokenizer, StopMatcher
 from vibe_edge.engine.types import (
@@ -49,6 +49,11 @@ class Job:
     max_new_tokens: int
     deadline: float  # time.monotonic() value
     start_in_reasoning: bool = False
+    # Structured output on a thinking model: `sampler` draws the reasoning freely and this one,
+    # holding the grammar, draws the answer (a grammar from the first token would forbid the
+    # think block, and a reasoning model that may not think answers far worse).
+    answer_sampler: Sampler | None = None
+    think_open: int | None = None  # the `<think>` token id, when it is a single token
     notices: list[tuple[str, str]] = field(default_factory=list)  # sent when the job starts
     submitted_at: float = field(default_factory=time.monotonic)
 
@@ -77,6 +82,24 @@ class Job:
     @property
     def id(self) -> str:
         return self.request.request_id
+
+    # -- sampling -------------------------------------------------------------------------------
+    def sample(self, ctx: Context, index: int) -> int:
+        """Draw the next token from the logits at batch index `index`."""
+        grammar = self.answer_sampler
+        if grammar is None:
+            return self.sampler.sample(ctx, index)
+        if self.n_generated == 0 and not self.start_in_reasoning:
+            # Will the model open a think block? Ask the free sampler; if it does not, the
+            # answer starts right here and this first token must obey the grammar too.
+            token = self.sampler.sample(ctx, index)
+            return token if token == self.think_open else grammar.sample(ctx, index)
+        return (self.sampler if self.parser.in_reasoning else grammar).sample(ctx, index)
+
+    def close_samplers(self) -> None:
+        self.sampler.close()
+        if self.answer_sampler is not None:
+            self.answer_sampler.close()
 
     def emit(self, event: Event) -> None:
         self.handle._push(event)
@@ -166,6 +189,6 @@ class Job:
             boxed=extract_boxed(answer),
             error=error,
         )
-        self.sampler.close()
+        self.close_samplers()
         self.emit(Finished(self.id, result))
         return result

@@ -164,7 +164,7 @@ class Scheduler:
             if logits_index is not None and slot.job is not None:
                 if slot.job.prefill_done_at is None:
                     slot.job.prefill_done_at = now
-                token = slot.job.sampler.sample(self.ctx, logits_index)
+                token = slot.job.sample(self.ctx, logits_index)
                 self._on_token(slot, token)
 
     def _admit(self) -> None:
@@ -330,7 +330,7 @@ class Scheduler:
 
 def _finish_unadmitted(job: Job, reason: FinishReason) -> None:
     """A job that never got a slot still gets its one Finished event."""
-    job.sampler.close()
+    job.close_samplers()
     stats = RequestStats(queue_ms=1000 * (time.monotonic() - job.submitted_at),
                          total_ms=1000 * (time.monotonic() - job.submitted_at),
                          prompt_tokens=len(job.prompt_tokens))
