@@ -5,7 +5,8 @@ Everything is measured in one run, on the same GGUF, thread count and attention 
 - baseline.decode_tps: llama-cpp-python's own single-sequence `Llama` generating alone;
 - single: TTFT, prefill tokens/s (512-token prompt) and decode tokens/s of one engine stream
   (decode measured in short segments alternating with the baseline's, paired);
-- concurrent: aggregate decode tokens/s with S = 1, 2, 4, 8 streams at once, in rounds;
+- concurrent: aggregate decode tokens/s with S = 1, 2, 4, 8 streams at once, and its ratio to
+  one stream measured right beside it (`vs_single`), in rounds;
 - prefix_cache: TTFT of a second turn over a ~1,000-token shared history, cold and warm;
 - ttft_p95: p95 TTFT of 4 simultaneous requests, against serving them one after another.
 
@@ -148,17 +149,32 @@ def _decode_pairs(baseline: _Baseline, bench: _EngineBench, pairs: int) -> dict:
 
 
 def _aggregate_rounds(bench: _EngineBench, cfg: BenchConfig) -> tuple[list[dict], dict]:
-    """Aggregate decode at each stream count, in rounds (the order flips every round); the
-    4-vs-1 ratio is the median of the ratios within a round, for the same reason as above."""
-    runs: dict[int, list[float]] = {s: [] for s in cfg.streams}
-    for r in range(cfg.rounds):
-        for streams in (cfg.streams if r % 2 == 0 else tuple(reversed(cfg.streams))):
-            runs[streams].append(bench.aggregate(streams))
-    concurrent = [{"streams": s, "aggregate_decode_tps": round(statistics.median(v), 2)}
-                  for s, v in runs.items()]
-    if 1 in runs and 4 in runs:
-        paired = [four / one for four, one in zip(runs[4], runs[1])]
-        return concurrent, {"median": statistics.median(paired), "spread": _middle_half(paired)}
+    """Aggregate decode at each stream count, each measured right beside a 1-stream run (the
+    order flips every time) so the pair shares the host's speed of that moment; `vs_single` is
+    the median of those paired ratios. Medians of unpaired runs can disagree by more than the
+    gain itself on a host whose speed drifts, so only the paired ratios are compared."""
+    others = [s for s in cfg.streams if s != 1]
+    runs: dict[int, list[float]] = {s: [] for s in (1, *others)}
+    paired: dict[int, list[float]] = {s: [] for s in others}
+    flip = False
+    for _ in range(cfg.rounds):
+        for streams in others:
+            flip = not flip
+            first, second = (streams, 1) if flip else (1, streams)
+            measured = {first: bench.aggregate(first)}
+            measured[second] = bench.aggregate(second)
+            runs[1].append(measured[1])
+            runs[streams].append(measured[streams])
+            paired[streams].append(measured[streams] / measured[1])
+    if not others:
+        runs[1] = [bench.aggregate(1) for _ in range(cfg.rounds)]
+    concurrent = []
+    for s in cfg.streams:
+        vs_single = 1.0 if s == 1 else statistics.median(paired[s])
+        concurrent.append({"streams": s, "aggregate_decode_tps": round(statistics.median(runs[s]), 2),
+                           "vs_single": round(vs_single, 3)})
+    if 4 in paired:
+        return concurrent, {"median": statistics.median(paired[4]), "spread": _middle_half(paired[4])}
     return concurrent, {"median": math.nan, "spread": [math.nan, math.nan]}
 
 
@@ -293,7 +309,7 @@ def format_report(report: dict) -> str:
     ]
     for c in report["concurrent"]:
         lines.append(f"  {c['streams']} streams: aggregate decode {c['aggregate_decode_tps']} tok/s "
-                     f"(median of {report['rounds']} rounds)")
+                     f"(median), {c['vs_single']}x one stream (paired, {report['rounds']} rounds)")
     p = report["prefix_cache"]
     lines.append(f"prefix cache ({p['history_tokens']}-token history): cold TTFT {p['cold_ttft_ms']} ms, "
                  f"warm {p['warm_ttft_ms']} ms ({p['warm_cached_tokens']} tokens cached)")

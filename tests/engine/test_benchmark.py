@@ -31,6 +31,9 @@ def test_report_has_every_figure_of_the_issue(report):
     assert single["prompt_tokens"] >= 40
     assert [c["streams"] for c in report["concurrent"]] == [1, 2, 4]
     assert all(c["aggregate_decode_tps"] > 0 for c in report["concurrent"])
+    assert report["concurrent"][0]["vs_single"] == 1.0
+    four = next(c for c in report["concurrent"] if c["streams"] == 4)
+    assert four["vs_single"] == report["ratios"]["aggregate4_vs_single"]
     prefix = report["prefix_cache"]
     assert prefix["cold_ttft_ms"] > 0 and prefix["warm_ttft_ms"] > 0
     # The warm turn really came from the cache: all but the new question's tokens.

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 
-from textual.widgets import Input, OptionList
+from textual.widgets import Input, OptionList, Select
 
+from vibe_edge.chat.presets import get_preset
 from vibe_edge.tui.app import KEYS, ChatApp
 from vibe_edge.tui.backends import answer, notice, pause, reasoning, wait
+from vibe_edge.tui.options import ChatOptions
 from vibe_edge.tui.screens import HelpScreen, SettingsScreen
 from vibe_edge.tui.store import HistoryStore
 from vibe_edge.tui.widgets import AssistantMessage, NoticeLine, PromptInput, StatusLine, UserMessage
@@ -335,3 +337,57 @@ async def test_slow_stream_is_saved_while_streaming(history_path, tmp_path):
         assert other.messages(app.conversation_id)[1].status == "streaming"
         other.close()
         await pilot.press("escape")
+
+
+async def test_each_conversation_keeps_its_preset(history_path, tmp_path):
+    backend = scripted([answer("a")])
+    app = make_app(backend, history_path, tmp_path, options=ChatOptions(preset="math", temperature=0.2))
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "primes")
+        await wait_for(pilot, lambda: app.reply is not None and app.reply.done)
+        math_chat = app.conversation_id
+        await pilot.press("ctrl+n")
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        app.screen.query_one("#preset", Select).value = "code"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        await send(pilot, "sort a list")
+        await wait_for(pilot, lambda: app.reply.done and app.conversation_id != math_chat)
+        code_chat = app.conversation_id
+        # Back to the math chat (Ctrl+F search, Enter): its preset comes back with it, and the
+        # user's own override (temperature) stays.
+        await pilot.press("ctrl+f")
+        await pilot.pause()
+        await send(pilot, "primes")
+        await wait_for(pilot, lambda: app.conversation_id == math_chat)
+        assert app.options.preset == "math" and app.options.temperature == 0.2
+        assert "math" in app.query_one(StatusLine).plain
+        await send(pilot, "and twin primes?")
+        await wait_for(pilot, lambda: len(backend.requests) == 3 and app.reply.done)
+        system = [m["content"] for m in backend.requests[2].messages if m["role"] == "system"]
+        assert system == [get_preset("math").system_prompt]
+        # Changing the preset in a conversation is remembered for it.
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        app.screen.query_one("#preset", Select).value = "general"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert app.store.get_conversation(math_chat).preset == "general"
+        assert app.store.get_conversation(code_chat).preset == "code"
+
+
+async def test_the_reopened_conversation_sets_the_preset_unless_one_was_asked_for(history_path, tmp_path):
+    store = HistoryStore(history_path)
+    conv = store.create_conversation("sorting", preset="code", model="x")
+    store.add_message(conv.id, "user", "sort a list")
+    store.close()
+    app = make_app(scripted(), history_path, tmp_path, options=ChatOptions(preset="math"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.sub_title == "sorting")  # opened
+        assert app.options.preset == "code"
+    pinned = make_app(scripted(), history_path, tmp_path, options=ChatOptions(preset="math"),
+                      pin_preset=True)  # `vibe-edge chat --preset math`
+    async with pinned.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: pinned.sub_title == "sorting")
+        assert pinned.options.preset == "math"

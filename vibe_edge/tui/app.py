@@ -9,6 +9,7 @@ gets its own box. History is written through a HistoryStore as the reply streams
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Static
 from textual.worker import Worker
 
+from vibe_edge.chat.presets import PRESETS
 from vibe_edge.engine.types import Finished, FinishReason, Notice, Started, TextDelta
 from vibe_edge.errors import VibeEdgeError
 from vibe_edge.tui.backends import Backend
@@ -141,7 +143,9 @@ class ChatApp(App[None]):
                  options: ChatOptions | None = None, export_dir: str | Path = ".",
                  keymap: Mapping[str, str] | None = None, sidebar: bool | None = None,
                  save_interval: float = 1.0, theme: str | None = None,
-                 ui_interval: float = 0.1) -> None:
+                 ui_interval: float = 0.1, pin_preset: bool = False) -> None:
+        """pin_preset: the preset in `options` was asked for explicitly (`--preset`), so the
+        conversation reopened at start-up does not switch it back to its own."""
         self._keys = {action: key for action, key, *_ in KEYS}
         for action, key in (keymap or {}).items():
             self._keys[action] = key
@@ -156,6 +160,7 @@ class ChatApp(App[None]):
         self.ui_interval = ui_interval
         self._sidebar_pref = sidebar
         self._theme_arg = theme
+        self._pin_preset = pin_preset
         self.conversation_id: int | None = None
         self.reply: Reply | None = None
         self._worker: Worker | None = None
@@ -191,7 +196,8 @@ class ChatApp(App[None]):
         self.refresh_conversations()
         convs = self.store.list_conversations()
         if convs:
-            self.call_after_refresh(self.open_conversation, convs[0].id)
+            self.call_after_refresh(self.open_conversation, convs[0].id,
+                                    follow_preset=not self._pin_preset)
         else:
             self._show_empty()
         self.query_one(PromptInput).focus()
@@ -282,7 +288,7 @@ class ChatApp(App[None]):
             "(the Thinking block), then answers.\nEnter sends · Ctrl+J new line · F1 all keys"),
             classes="empty"))
 
-    async def open_conversation(self, conversation_id: int) -> None:
+    async def open_conversation(self, conversation_id: int, *, follow_preset: bool = True) -> None:
         if self._busy("switch conversations"):
             return
         conv = self.store.get_conversation(conversation_id)
@@ -304,7 +310,19 @@ class ChatApp(App[None]):
             await chat.mount_all(widgets)
         chat.scroll_end(animate=False)
         self.sub_title = conv.title
+        if follow_preset:
+            self._use_conversation_preset(conv.preset)
         self.refresh_conversations()
+        self._update_status()
+
+    def _use_conversation_preset(self, preset: str | None) -> None:
+        """A conversation keeps the preset it was held in: reopening a math chat answers in
+        math mode even if the last chat used code. Only the preset follows the conversation; the
+        user's own overrides (temperature, budget, ...) stay as set."""
+        if not preset or preset == self.options.preset or preset not in PRESETS:
+            return  # unknown: a preset removed since, or a row written by an older version
+        self.options = dataclasses.replace(self.options, preset=preset)
+        self.notify(f"Preset: {preset} (this conversation's).", timeout=3)
 
     def _busy(self, what: str) -> bool:
         if self.reply is not None and not self.reply.done:
@@ -684,6 +702,8 @@ class ChatApp(App[None]):
             options, theme = result
             self.options = options
             self.store.set_pref("options", options.to_dict())
+            if self.conversation_id is not None:  # the open conversation remembers its preset
+                self.store.update_conversation(self.conversation_id, preset=options.preset)
             if theme and theme != self.theme:
                 self.theme = theme
             self._update_status()
