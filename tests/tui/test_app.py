@@ -45,7 +45,7 @@ async def test_reasoning_streams_then_collapses_and_expands(history_path, tmp_pa
         assert "6 times 7" in view.thinking.text
         assert "thinking" in app.query_one(StatusLine).plain
         gate.set()
-        await wait_for(pilot, lambda: app.reply.done)
+        await wait_for(pilot, lambda: app.reply.shown)
         assert view.thinking.collapsed  # collapsed once the answer began
         assert view.boxed is not None and view.boxed.boxed == "42"
         await pilot.press("ctrl+t")
@@ -81,7 +81,7 @@ async def test_escape_stops_at_once_and_keeps_the_partial_reply(history_path, tm
         # The app takes a new prompt right away.
         gate.set()
         await send(pilot, "next")
-        await wait_for(pilot, lambda: app.reply.done and app.reply.message_id != msg.id)
+        await wait_for(pilot, lambda: app.reply.shown and app.reply.message_id != msg.id)
 
 
 async def test_budget_and_cjk_notices_are_shown_and_saved(history_path, tmp_path):
@@ -94,7 +94,7 @@ async def test_budget_and_cjk_notices_are_shown_and_saved(history_path, tmp_path
     app = make_app(backend, history_path, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "q")
-        await wait_for(pilot, lambda: app.reply is not None and app.reply.done)
+        await wait_for(pilot, lambda: app.reply is not None and app.reply.shown)
         codes = [n.code for n in app.query(NoticeLine)]
         assert codes == ["cjk_prompt", "thinking_budget"]
         [_, msg] = app.store.messages(app.conversation_id)
@@ -108,7 +108,7 @@ async def test_ctrl_j_inserts_a_newline_and_enter_sends(history_path, tmp_path):
         await pilot.press("a", "ctrl+j", "b")
         assert app.query_one(PromptInput).text == "a\nb"
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.reply is not None and app.reply.done)
+        await wait_for(pilot, lambda: app.reply is not None and app.reply.shown)
         assert app.query_one(UserMessage).text == "a\nb"
         assert app.query_one(PromptInput).text == ""
 
@@ -118,9 +118,9 @@ async def test_regenerate_and_edit_last_prompt(history_path, tmp_path):
     app = make_app(backend, history_path, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "hello")
-        await wait_for(pilot, lambda: app.reply is not None and app.reply.done)
+        await wait_for(pilot, lambda: app.reply is not None and app.reply.shown)
         await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: app.reply.done and app.reply.answer_text == "second")
+        await wait_for(pilot, lambda: app.reply.shown and app.reply.answer_text == "second")
         msgs = app.store.messages(app.conversation_id)
         assert [(m.role, m.content) for m in msgs] == [("user", "hello"), ("assistant", "second")]
         assert len(app.query(AssistantMessage)) == 1
@@ -128,7 +128,7 @@ async def test_regenerate_and_edit_last_prompt(history_path, tmp_path):
         prompt = app.query_one(PromptInput)
         assert prompt.text == "hello"
         await pilot.press("end", "!", "enter")
-        await wait_for(pilot, lambda: app.reply.done and app.reply.answer_text == "third")
+        await wait_for(pilot, lambda: app.reply.shown and app.reply.answer_text == "third")
         msgs = app.store.messages(app.conversation_id)
         assert [(m.role, m.content) for m in msgs] == [("user", "hello!"), ("assistant", "third")]
         assert backend.requests[-1].messages[-1]["content"].startswith("hello!")
@@ -139,12 +139,12 @@ async def test_new_chat_rename_search_and_delete_by_keyboard(history_path, tmp_p
     app = make_app(backend, history_path, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "primes")
-        await wait_for(pilot, lambda: app.reply is not None and app.reply.done)
+        await wait_for(pilot, lambda: app.reply is not None and app.reply.shown)
         first = app.conversation_id
         await pilot.press("ctrl+n")
         assert app.conversation_id is None
         await send(pilot, "circles")
-        await wait_for(pilot, lambda: app.reply.done and app.conversation_id != first)
+        await wait_for(pilot, lambda: app.reply.shown and app.conversation_id != first)
         second = app.conversation_id
         # Rename (F2).
         await pilot.press("f2")
@@ -187,7 +187,7 @@ async def test_history_survives_a_restart(history_path, tmp_path):
     app = make_app(backend, history_path, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "Capital of France?")
-        await wait_for(pilot, lambda: app.reply is not None and app.reply.done)
+        await wait_for(pilot, lambda: app.reply is not None and app.reply.shown)
     app2 = make_app(scripted(), history_path, tmp_path)
     async with app2.run_test(size=SIZE) as pilot:
         await pilot.pause(0.2)
@@ -211,7 +211,7 @@ async def test_help_lists_every_key_and_keys_are_configurable(history_path, tmp_
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
         await send(pilot, "q")
-        await wait_for(pilot, lambda: app.reply is not None and app.reply.done)
+        await wait_for(pilot, lambda: app.reply is not None and app.reply.shown)
         await pilot.press("f5")
         assert app.conversation_id is None
 
@@ -234,7 +234,7 @@ async def test_settings_screen_changes_the_next_request(history_path, tmp_path):
         await pilot.pause()
         assert not isinstance(app.screen, SettingsScreen)
         await send(pilot, "q")
-        await wait_for(pilot, lambda: app.reply is not None and app.reply.done)
+        await wait_for(pilot, lambda: app.reply is not None and app.reply.shown)
         req = backend.requests[0]
         assert req.sampling.temperature == 0.3 and req.max_tokens == 900
         assert req.reasoning.thinking_budget == 500
@@ -249,7 +249,7 @@ async def test_export_writes_markdown_and_json(history_path, tmp_path):
     app = make_app(backend, history_path, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "Is 91 prime?")
-        await wait_for(pilot, lambda: app.reply is not None and app.reply.done)
+        await wait_for(pilot, lambda: app.reply is not None and app.reply.shown)
         await pilot.press("ctrl+s")
         await pilot.pause()
     md, js = app.last_export
@@ -284,7 +284,7 @@ async def test_copy_answer_and_code_block(history_path, tmp_path):
     app = make_app(scripted([answer(body)]), history_path, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "code")
-        await wait_for(pilot, lambda: app.reply is not None and app.reply.done)
+        await wait_for(pilot, lambda: app.reply is not None and app.reply.shown)
         await pilot.press("f3")
         assert app.clipboard == body
         await pilot.press("f4")
@@ -304,7 +304,7 @@ async def test_sending_while_busy_is_refused_not_lost(history_path, tmp_path):
         assert app.query_one(PromptInput).text == "two"  # kept in the input, not sent
         assert len(app.store.messages(app.conversation_id)) == 2
         gate.set()
-        await wait_for(pilot, lambda: app.reply.done)
+        await wait_for(pilot, lambda: app.reply.shown)
 
 
 async def test_backend_errors_are_shown_and_saved(history_path, tmp_path):
@@ -318,7 +318,7 @@ async def test_backend_errors_are_shown_and_saved(history_path, tmp_path):
     app = make_app(Failing(), history_path, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "q")
-        await wait_for(pilot, lambda: app.reply is not None and app.reply.done)
+        await wait_for(pilot, lambda: app.reply is not None and app.reply.shown)
         [user, msg] = app.store.messages(app.conversation_id)
         assert user.content == "q"
         assert msg.status == "error" and "5000 tokens" in msg.error
@@ -344,7 +344,7 @@ async def test_each_conversation_keeps_its_preset(history_path, tmp_path):
     app = make_app(backend, history_path, tmp_path, options=ChatOptions(preset="math", temperature=0.2))
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "primes")
-        await wait_for(pilot, lambda: app.reply is not None and app.reply.done)
+        await wait_for(pilot, lambda: app.reply is not None and app.reply.shown)
         math_chat = app.conversation_id
         await pilot.press("ctrl+n")
         await pilot.press("ctrl+o")
@@ -353,7 +353,7 @@ async def test_each_conversation_keeps_its_preset(history_path, tmp_path):
         await pilot.press("ctrl+s")
         await pilot.pause()
         await send(pilot, "sort a list")
-        await wait_for(pilot, lambda: app.reply.done and app.conversation_id != math_chat)
+        await wait_for(pilot, lambda: app.reply.shown and app.conversation_id != math_chat)
         code_chat = app.conversation_id
         # Back to the math chat (Ctrl+F search, Enter): its preset comes back with it, and the
         # user's own override (temperature) stays.
@@ -364,7 +364,7 @@ async def test_each_conversation_keeps_its_preset(history_path, tmp_path):
         assert app.options.preset == "math" and app.options.temperature == 0.2
         assert "math" in app.query_one(StatusLine).plain
         await send(pilot, "and twin primes?")
-        await wait_for(pilot, lambda: len(backend.requests) == 3 and app.reply.done)
+        await wait_for(pilot, lambda: len(backend.requests) == 3 and app.reply.shown)
         system = [m["content"] for m in backend.requests[2].messages if m["role"] == "system"]
         assert system == [get_preset("math").system_prompt]
         # Changing the preset in a conversation is remembered for it.

@@ -156,7 +156,7 @@ async def test_app_against_a_real_server_on_a_unix_socket(served_socket, history
         assert app._backend_error is None
         app.query_one("#prompt").text = "请用中文说你好"
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.reply is not None and app.reply.done, timeout=60)
+        await wait_for(pilot, lambda: app.reply is not None and app.reply.shown, timeout=60)
         view = app.query_one(AssistantMessage)
         assert view.answer_text.strip()
         assert [n.code for n in app.query(NoticeLine)] == ["cjk_prompt"]  # sent by the server

@@ -47,7 +47,7 @@ def _after_reply(prompt: str = "Last three digits of 2^2024?"):
         _steady(app)
         app.query_one("#prompt").text = prompt
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.reply is not None and app.reply.done)
+        await wait_for(pilot, lambda: app.reply is not None and app.reply.shown)
         await pilot.pause(0.3)
         app.query_one("#prompt").focus()
         await pilot.pause()

@@ -23,7 +23,7 @@ async def test_prompt_on_the_demo_model_shows_and_saves_the_answer(demo_engine, 
     app = ChatApp(backend, history=history_path, options=SHORT, export_dir=tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
         await send(pilot, "Name a color.")
-        await wait_for(pilot, lambda: app.reply is not None and app.reply.done, timeout=60)
+        await wait_for(pilot, lambda: app.reply is not None and app.reply.shown, timeout=60)
         view = app.query_one(AssistantMessage)
         assert view.answer_text.strip()
         assert view.thinking is None  # the demo model does not think
@@ -42,7 +42,7 @@ async def test_cjk_prompt_gets_the_engine_notice(demo_engine, history_path, tmp_
         prompt = app.query_one("#prompt")
         prompt.text = "请计算一下二加二等于多少"
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.reply is not None and app.reply.done, timeout=60)
+        await wait_for(pilot, lambda: app.reply is not None and app.reply.shown, timeout=60)
         assert [n.code for n in app.query(NoticeLine)] == ["cjk_prompt"]
         assert "English" in app.query_one(NoticeLine).message
 

@@ -110,7 +110,8 @@ class Reply:
     first_token: float | None = None
     last_save: float = field(default_factory=time.monotonic)
     saved_reasoning: bool = False
-    done: bool = False
+    done: bool = False  # set first thing when the reply ends: no second finish, input is free
+    shown: bool = False  # the view shows the end too (footer, boxed answer): set last
     stream: Any = None
     budget: int | None = None
 
@@ -482,6 +483,7 @@ class ChatApp(App[None]):
                                 reasoning_tokens=reply.reasoning_tokens)
         self._update_status()
         self.refresh_conversations()
+        reply.shown = True
         if error and status == ERROR:
             self.notify(error, title="The reply failed", severity="error", timeout=10)
 
@@ -509,6 +511,7 @@ class ChatApp(App[None]):
         reply.view.flush()
         reply.view.finish_now(STOPPED)
         self._update_status()
+        reply.shown = True
 
     # -- actions --------------------------------------------------------------------------------
     def action_stop(self) -> None:
