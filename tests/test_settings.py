@@ -97,6 +97,8 @@ def test_config_file_param_beats_env_var(tmp_path: Path) -> None:
     ("VIBE_EDGE_KV_TYPE", "Q4_0", "kv_type", "q4_0"),
     ("VIBE_EDGE_LOG_LEVEL", "DEBUG", "log_level", "debug"),
     ("VIBE_EDGE_THINKING_BUDGET", "8000", "thinking_budget", 8000),
+    ("VIBE_EDGE_THINKING_BUDGET", "0", "thinking_budget", 0),  # no thinking
+    ("VIBE_EDGE_THINKING_BUDGET", "-1", "thinking_budget", -1),  # no budget
     ("VIBE_EDGE_MODEL", "vibethinker-q4", "model", "vibethinker-q4"),
     ("VIBE_EDGE_MODELS_DIR", "/srv/models", "models_dir", Path("/srv/models")),
 ])
@@ -123,6 +125,7 @@ def _empty_config(tmp_path: Path) -> str:
     ("VIBE_EDGE_REQUEST_TIMEOUT_S", "-1", "> 0"),
     ("VIBE_EDGE_REQUEST_TIMEOUT_S", "nan", "> 0"),
     ("VIBE_EDGE_GPU_LAYERS", "-2", "-1 for all"),
+    ("VIBE_EDGE_THINKING_BUDGET", "-2", "-1 for no budget"),
     ("VIBE_EDGE_LOG_LEVEL", "loud", "warning"),
     ("VIBE_EDGE_CTX_PER_SLOT", "100", "256"),
 ])

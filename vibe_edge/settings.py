@@ -94,7 +94,8 @@ class Settings:
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
     # Sampling preset applied when a request does not set its own values.
     preset: str = DEFAULT_PRESET
-    # Maximum thinking tokens before the think block is closed; None: no budget.
+    # Maximum thinking tokens before the think block is closed; None: the preset's; 0: no
+    # thinking; -1: no budget (as llama.cpp's --reasoning-budget).
     thinking_budget: int | None = None
     # Detect repetition loops in the thinking and end them (VibeThinker can loop forever).
     loop_guard: bool = True
@@ -327,7 +328,8 @@ _CHECKS: dict[str, Callable[[str, str, Any], Any]] = {
     "queue_size": _int_check(1, 100_000, "an integer from 1 to 100000", optional=False),
     "request_timeout_s": _float_check,
     "preset": _text_check(optional=False),
-    "thinking_budget": _int_check(0, None, 'an integer >= 0 (tokens)', optional=True),
+    "thinking_budget": _int_check(-1, None, 'an integer >= 0 (tokens; 0: no thinking), or -1 for no budget',
+                                  optional=True),
     "loop_guard": _bool_check,
     "host": _text_check(optional=False),
     "port": _int_check(1, 65535, "a port number from 1 to 65535", optional=False),

@@ -273,6 +273,21 @@ def test_thinking_budget_closes_the_block_and_the_model_still_answers(engine, no
     assert channels == sorted(channels, key=lambda c: c == "answer")  # reasoning, then answer
 
 
+def test_a_zero_budget_closes_a_prefilled_think_block_before_the_model_starts(engine, no_eog):
+    from vibe_edge.engine import Notice, ReasoningEnd, ReasoningOptions
+
+    handle = engine.submit(GenerationRequest(
+        prompt=THINKING_PROMPT, sampling=no_eog, max_tokens=12,
+        reasoning=ReasoningOptions(thinking_budget=0)))
+    events = list(handle)
+    result = handle.result()
+    assert result.reasoning == "" and result.stats.reasoning_tokens == 0
+    assert result.answer.strip() and result.stats.answer_tokens == 12
+    assert result.reasoning_end is ReasoningEnd.BUDGET
+    assert [e.code for e in events if isinstance(e, Notice)] == ["thinking_budget"]
+    assert not any(isinstance(e, TextDelta) and e.channel == "reasoning" for e in events)
+
+
 def test_loop_guard_closes_a_repeating_trace_and_the_model_still_answers(engine, no_eog):
     from vibe_edge.engine import Notice, ReasoningEnd
 

@@ -87,3 +87,12 @@ def test_a_prefilled_think_block_stays_free_text(demo):
     assert result.reasoning_end is ReasoningEnd.BUDGET
     assert not result.reasoning.lstrip().startswith("{")  # the model's own words, not JSON
     assert isinstance(json.loads(result.answer)["answer"], int)
+
+
+def test_a_zero_budget_closes_the_block_right_after_the_model_opens_it(thinker):
+    result = thinker.generate(GenerationRequest(
+        prompt="Give me JSON.", sampling=_sampling(thinker, think=100.0), max_tokens=60,
+        reasoning=ReasoningOptions(thinking_budget=0)))
+    assert result.reasoning_end is ReasoningEnd.BUDGET
+    assert result.reasoning.strip() == ""  # only the block's own layout, no thought
+    assert isinstance(json.loads(result.answer)["answer"], int)

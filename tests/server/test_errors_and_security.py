@@ -53,7 +53,7 @@ def assert_openai_error(reply: httpx.Response, status: int, code: str | None = N
     ({**HELLO, "logit_bias": {"abc": 1}}, "logit_bias"),
     ({**HELLO, "logit_bias": {"5": 500}}, "logit_bias"),
     ({**HELLO, "preset": "poetry"}, "preset"),
-    ({**HELLO, "thinking_budget": -1}, "thinking_budget"),
+    ({**HELLO, "thinking_budget": -2}, "thinking_budget"),
     ({**HELLO, "response_format": {"type": "xml"}}, "response_format.type"),
     ({**HELLO, "response_format": {"type": "json_schema"}}, "response_format"),
     ({**HELLO, "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "frobnicate"}}}}, "response_format"),

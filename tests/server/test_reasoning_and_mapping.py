@@ -130,7 +130,9 @@ def test_defaults_come_from_the_server_preset(thinker):
     assert req.max_tokens == 100 and req.reasoning.thinking_budget == 75
     assert req.sampling.temperature == 0.0  # top_p 0 means greedy
     httpx.post(srv.url + "/v1/chat/completions", json={"messages": ASK, "thinking_budget": 0})
-    assert engine.requests[-1].reasoning.thinking_budget == 1  # 0: close the block at once
+    assert engine.requests[-1].reasoning.thinking_budget == 0  # no thinking
+    httpx.post(srv.url + "/v1/chat/completions", json={"messages": ASK, "thinking_budget": -1})
+    assert engine.requests[-1].reasoning.thinking_budget is None  # no budget, not even the preset's
 
 
 def test_server_wide_preset_prompts_and_budget():

@@ -172,3 +172,4 @@ async def test_app_against_a_real_server_on_a_unix_socket(served_socket, history
         await pilot.press("escape")
         assert app.store.messages(app.conversation_id)[-1].status == "stopped"
         await asyncio.sleep(0.2)
+

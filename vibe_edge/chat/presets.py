@@ -53,6 +53,20 @@ _ANSWER_RESERVE = 8192
 _TOP_P = 0.95
 
 
+# Thinking budget values where users type them (flags, config, HTTP bodies, the chat's settings),
+# as llama.cpp's --reasoning-budget: a number of tokens, 0 for no thinking at all, and -1 for no
+# budget. Unset (None) means the preset's budget.
+NO_THINKING = 0
+UNLIMITED_THINKING = -1
+
+
+def resolve_thinking_budget(asked: int | None, default: int | None) -> int | None:
+    """A user's thinking budget -> the engine's (ReasoningOptions: None is no budget)."""
+    if asked is None:
+        return default
+    return None if asked == UNLIMITED_THINKING else asked
+
+
 @dataclass(frozen=True)
 class Preset:
     """A named bundle of prompt and sampling settings.

@@ -44,7 +44,7 @@ def chat(
     top_p: Annotated[Optional[float], typer.Option(help="Nucleus sampling threshold.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="Most tokens per reply, thinking included.")] = None,
     thinking_budget: Annotated[Optional[int], typer.Option(
-        help="Thinking tokens before the engine closes the think block (0: no budget).")] = None,
+        help="Thinking tokens before the engine closes the think block (0: no thinking, -1: no budget).")] = None,
     theme: Annotated[Optional[str], typer.Option(help="Textual theme, e.g. nord, gruvbox, textual-light.")] = None,
     tui_config: Annotated[Optional[Path], typer.Option(
         help="Key bindings and theme file (TOML). Default: $VIBE_EDGE_TUI_CONFIG or tui.toml "

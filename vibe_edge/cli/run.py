@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from vibe_edge.chat.presets import DEFAULT_PRESET, apply_preset, get_preset
+from vibe_edge.chat.presets import DEFAULT_PRESET, apply_preset, get_preset, resolve_thinking_budget
 from vibe_edge.cli.common import (
     CtxOpt,
     GpuLayersOpt,
@@ -52,7 +52,7 @@ def run(
     top_p: Annotated[Optional[float], typer.Option(help="Nucleus sampling threshold.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed, for repeatable answers.")] = None,
     thinking_budget: Annotated[Optional[int], typer.Option(
-        help="Close the thinking after this many tokens and make the model answer.")] = None,
+        help="Close the thinking after this many tokens and make the model answer (0: no thinking, -1: no budget).")] = None,
     loop_guard: Annotated[Optional[bool], typer.Option(
         "--loop-guard/--no-loop-guard", help="End thinking that repeats itself.")] = None,
     hide_thinking: Annotated[bool, typer.Option(help="Do not print the reasoning, only the answer.")] = False,
@@ -84,7 +84,7 @@ def run(
             sampling=sampling,
             max_tokens=max_tokens or chosen.max_tokens,
             reasoning=ReasoningOptions(
-                thinking_budget=settings.thinking_budget or chosen.thinking_budget,
+                thinking_budget=resolve_thinking_budget(settings.thinking_budget, chosen.thinking_budget),
                 loop_guard=settings.loop_guard),
         )
         # One answer needs one slot: the plan then gives it the whole context budget.

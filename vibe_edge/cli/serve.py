@@ -63,7 +63,7 @@ def serve(
         "--preset", "-p", help="math, code or general: default sampling and limits for requests "
                                "(when given, also its system prompt).")] = None,
     thinking_budget: Annotated[Optional[int], typer.Option(
-        help="Default thinking budget in tokens (requests may override).")] = None,
+        help="Default thinking budget in tokens; 0: no thinking, -1: no budget (requests may override).")] = None,
     loop_guard: Annotated[Optional[bool], typer.Option(
         "--loop-guard/--no-loop-guard", help="End thinking that repeats itself.")] = None,
     alias: Annotated[Optional[str], typer.Option(

@@ -19,8 +19,8 @@ from vibe_edge.chat.template import normalize_messages, prompt_prefills_think, r
 from vibe_edge.engine._llama import KV_TYPES, Context, ContextParams, Model, Sampler, supports_gpu_offload
 from vibe_edge.engine.handle import RequestHandle
 from vibe_edge.engine.job import Job
-from vibe_edge.engine.scheduler import Scheduler
-from vibe_edge.engine.types import GenerationRequest, GenerationResult, SamplingParams
+from vibe_edge.engine.scheduler import THINK_CLOSE_TEXT, Scheduler
+from vibe_edge.engine.types import GenerationRequest, GenerationResult, ReasoningEnd, SamplingParams
 from vibe_edge.errors import ContextLengthExceeded, EngineClosed, InvalidRequest, SettingsError
 from vibe_edge.modelfile import inspect_gguf
 
@@ -197,6 +197,18 @@ class Engine:
 
     def _submit(self, request: GenerationRequest) -> RequestHandle:
         prompt = self.render(request)
+        start_in_reasoning = prompt_prefills_think(prompt)
+        reasoning_end = None
+        notices = []
+        if request.reasoning.thinking_budget == 0 and start_in_reasoning:
+            # No thinking asked for, and the template opened the think block itself: close it
+            # in the prompt so the model starts on its answer. (A model that opens the block
+            # itself gets it closed right after its `<think>` by the scheduler's budget check.)
+            prompt = prompt.rstrip() + THINK_CLOSE_TEXT
+            start_in_reasoning = False
+            reasoning_end = ReasoningEnd.BUDGET
+            notices.append(("thinking_budget", "Thinking budget of 0 tokens: the think block was "
+                                               "closed before the model began, so it answers without reasoning."))
         # Chat templates write their own BOS when the model wants one; a raw prompt gets it here.
         tokens = self._model.tokenize(prompt, add_special=request.messages is None and self._model.add_bos)
         if not tokens:
@@ -211,9 +223,7 @@ class Engine:
                 param="messages" if request.messages is not None else "prompt",
             )
         seed = request.sampling.seed if request.sampling.seed is not None else random.getrandbits(32)
-        start_in_reasoning = prompt_prefills_think(prompt)
         samplers = self._samplers(request.sampling, seed, start_in_reasoning)
-        notices = []
         advisory = cjk_advisory(_last_user_text(request))
         if advisory:
             notices.append(("cjk_prompt", advisory))
@@ -229,6 +239,7 @@ class Engine:
             max_new_tokens=min(request.max_tokens or room, room),
             deadline=time.monotonic() + timeout,
             start_in_reasoning=start_in_reasoning,
+            reasoning_end=reasoning_end,
             notices=notices,
         )
         try:

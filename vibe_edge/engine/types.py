@@ -90,7 +90,8 @@ class ReasoningOptions:
     """How the engine treats a `<think>` block.
 
     thinking_budget: reasoning tokens allowed before the engine closes the block itself and lets
-    the model answer (None: no budget). loop_guard: close the block early when the trace
+    the model answer (None: no budget; 0: no thinking, the block is closed before it starts, as
+    llama.cpp's `--reasoning-budget 0`). loop_guard: close the block early when the trace
     repeats itself.
     """
 
@@ -99,10 +100,10 @@ class ReasoningOptions:
 
     def validate(self) -> None:
         if self.thinking_budget is not None and (
-            not isinstance(self.thinking_budget, int) or self.thinking_budget < 1
+            not isinstance(self.thinking_budget, int) or self.thinking_budget < 0
         ):
             raise InvalidRequest(
-                f"thinking_budget must be a positive number of tokens, got {self.thinking_budget!r}",
+                f"thinking_budget must be a number of tokens >= 0 (0: no thinking), got {self.thinking_budget!r}",
                 param="thinking_budget",
             )
 

@@ -83,7 +83,8 @@ class _GenerationBody(_Body):
     # vibe-edge extras
     preset: str | None = Field(default=None, description="vibe-edge: math, code or general")
     thinking_budget: int | None = Field(
-        default=None, ge=0, description="vibe-edge: reasoning tokens before the think block is closed")
+        default=None, ge=-1,
+        description="vibe-edge: reasoning tokens before the think block is closed; 0: no thinking, -1: no budget")
     loop_guard: bool | None = Field(default=None, description="vibe-edge: end looping reasoning")
     top_k: int | None = Field(default=None, ge=0, description="vibe-edge: 0 turns it off")
     min_p: float | None = Field(default=None, ge=0.0, le=1.0, description="vibe-edge")

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from vibe_edge.chat.presets import Preset, apply_preset, get_preset
+from vibe_edge.chat.presets import Preset, apply_preset, get_preset, resolve_thinking_budget
 from vibe_edge.engine import (
     FinishReason,
     GenerationRequest,
@@ -157,13 +157,11 @@ def _common(body: ChatCompletionRequest | CompletionRequest, config: ServerConfi
     limit = max_tokens if max_tokens is not None else preset.max_tokens
     effective = min(limit, ctx_per_slot)
     if body.thinking_budget is not None:
-        budget: int | None = max(1, body.thinking_budget)  # 0: close the think block at once
+        budget = resolve_thinking_budget(body.thinking_budget, None)
     else:
-        budget = config.thinking_budget if config.thinking_budget is not None else preset.thinking_budget
-        if budget is not None:
-            budget = max(1, budget)
-            if budget >= effective:
-                budget = max(1, int(effective * BUDGET_FRACTION_OF_LIMIT))
+        budget = resolve_thinking_budget(config.thinking_budget, preset.thinking_budget)
+        if budget and budget >= effective:  # 0 (no thinking) stays 0
+            budget = max(1, int(effective * BUDGET_FRACTION_OF_LIMIT))
     deadline = body.deadline_s
     if config.request_timeout_s is not None and deadline is not None:
         deadline = min(deadline, config.request_timeout_s)

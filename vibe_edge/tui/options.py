@@ -8,16 +8,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vibe_edge.chat.presets import DEFAULT_PRESET, PRESETS, Preset, apply_preset, get_preset
+from vibe_edge.chat.presets import (
+    DEFAULT_PRESET,
+    PRESETS,
+    UNLIMITED_THINKING,
+    Preset,
+    apply_preset,
+    get_preset,
+    resolve_thinking_budget,
+)
 from vibe_edge.engine.types import GenerationRequest, ReasoningOptions, SamplingParams
 from vibe_edge.errors import InvalidRequest
 
 __all__ = ["ChatOptions", "build_request", "history_messages"]
 
+# Saved options (the `options` pref): version 2 reads thinking_budget 0 as no thinking.
+_PREFS_VERSION = 2
+
 
 @dataclass(frozen=True)
 class ChatOptions:
-    """None in a field means "the preset's value". thinking_budget 0 means no budget."""
+    """None in a field means "the preset's value". thinking_budget counts tokens, 0 is no
+    thinking and -1 no budget (as everywhere in vibe-edge, and llama.cpp's --reasoning-budget)."""
 
     preset: str = DEFAULT_PRESET
     system_prompt: str | None = None
@@ -34,7 +46,7 @@ class ChatOptions:
     def effective(self) -> dict[str, Any]:
         """The values a request will use, presets filled in (for the settings screen)."""
         p = self.preset_obj
-        budget = p.thinking_budget if self.thinking_budget is None else (self.thinking_budget or None)
+        budget = resolve_thinking_budget(self.thinking_budget, p.thinking_budget)
         return {
             "system_prompt": self.system_prompt if self.system_prompt else (p.system_prompt or ""),
             "temperature": p.sampling.temperature if self.temperature is None else self.temperature,
@@ -50,17 +62,20 @@ class ChatOptions:
         if not isinstance(eff["max_tokens"], int) or eff["max_tokens"] < 1:
             raise InvalidRequest(f"max tokens must be a positive integer, got {eff['max_tokens']!r}",
                                  param="max_tokens")
-        if self.thinking_budget is not None and self.thinking_budget < 0:
-            raise InvalidRequest("thinking budget must be >= 0 (0: no budget)", param="thinking_budget")
+        if self.thinking_budget is not None and self.thinking_budget < UNLIMITED_THINKING:
+            raise InvalidRequest("thinking budget must be a number of tokens (0: no thinking), or -1 "
+                                 "for no budget", param="thinking_budget")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "version": _PREFS_VERSION}
 
     @classmethod
     def from_dict(cls, data: Any) -> ChatOptions:
         if not isinstance(data, dict):
             return cls()
         known = {f.name for f in dataclasses.fields(cls)}
+        if data.get("version", 1) < 2 and data.get("thinking_budget") == 0:
+            data = {**data, "thinking_budget": UNLIMITED_THINKING}  # version 1 wrote 0 for "no budget"
         try:
             options = cls(**{k: v for k, v in data.items() if k in known})
             options.validate()

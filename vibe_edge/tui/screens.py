@@ -242,7 +242,7 @@ class SettingsScreen(ModalScreen["tuple[ChatOptions, str | None] | None"]):
                 with Horizontal(classes="row"):
                     yield Label("Thinking budget")
                     yield Input(num(o.thinking_budget),
-                                placeholder=f"{eff['thinking_budget'] or 'none'} (preset; 0: none)",
+                                placeholder=f"{eff['thinking_budget'] or 'none'} (preset; 0: no thinking, -1: none)",
                                 id="thinking_budget")
                 with Horizontal(classes="row"):
                     yield Label("Theme")
