@@ -159,11 +159,9 @@ def _aggregate_rounds(bench: _EngineBench, cfg: BenchConfig) -> tuple[list[dict]
     others = [s for s in cfg.streams if s != 1]
     runs: dict[int, list[float]] = {s: [] for s in (1, *others)}
     paired: dict[int, list[float]] = {s: [] for s in others}
-    flip = False
-    for _ in range(cfg.rounds):
-        for streams in others:
-            flip = not flip
-            first, second = (streams, 1) if flip else (1, streams)
+    for r in range(cfg.rounds):
+        for i, streams in enumerate(others):
+            first, second = (streams, 1) if (r + i) % 2 == 0 else (1, streams)  # each S flips per round
             measured = {first: bench.aggregate(first)}
             measured[second] = bench.aggregate(second)
             runs[1].append(measured[1])

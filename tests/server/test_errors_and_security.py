@@ -170,6 +170,8 @@ def test_exposure_needs_a_key():
         check_exposure(host, ("k",))
     with pytest.raises(SettingsError):
         BackgroundServer(ServerConfig(), engine=ScriptedEngine(), host="0.0.0.0")
+    with pytest.raises(SettingsError, match="thinking budget"):
+        ServerConfig(thinking_budget=-2)
 
 
 def test_api_key_file(tmp_path):

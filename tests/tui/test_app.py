@@ -386,8 +386,13 @@ async def test_the_reopened_conversation_sets_the_preset_unless_one_was_asked_fo
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.sub_title == "sorting")  # opened
         assert app.options.preset == "code"
-    pinned = make_app(scripted(), history_path, tmp_path, options=ChatOptions(preset="math"),
+    pinned = make_app(scripted([answer("x")]), history_path, tmp_path, options=ChatOptions(preset="math"),
                       pin_preset=True)  # `vibe-edge chat --preset math`
     async with pinned.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: pinned.sub_title == "sorting")
+        assert pinned.options.preset == "math"
+        # Editing the last prompt redraws the chat: the explicit preset still holds.
+        await pilot.press("ctrl+g")
+        await pilot.press("end", "!", "enter")
+        await wait_for(pilot, lambda: pinned.reply is not None and pinned.reply.shown)
         assert pinned.options.preset == "math"

@@ -23,3 +23,6 @@ def test_thinking_budget_options_mean_what_they_mean_everywhere():
     assert ChatOptions.from_dict(saved).thinking_budget == 0
     with pytest.raises(InvalidRequest):
         ChatOptions(thinking_budget=-2).validate()
+
+    # A damaged saved version falls back to the defaults instead of stopping the chat.
+    assert ChatOptions.from_dict({"preset": "code", "version": "two"}) == ChatOptions()

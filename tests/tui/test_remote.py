@@ -83,6 +83,17 @@ async def test_reasoning_content_notices_usage_and_boxed_from_the_stream():
     assert body["messages"][0]["role"] == "system"
 
 
+async def test_no_budget_is_sent_as_minus_one_so_the_server_default_does_not_apply():
+    seen: list[dict] = []
+    backend = OpenAIBackend(base_url="http://x", http_client=_mock_client([_chunk({}, "stop")], seen))
+    await backend.start()
+    from vibe_edge.tui.options import build_request
+
+    await _collect(backend, build_request(ChatOptions(preset="math", thinking_budget=-1), [("user", "q")]))
+    await _collect(backend, build_request(ChatOptions(preset="math", thinking_budget=0), [("user", "q")]))
+    assert [body["thinking_budget"] for body in seen] == [-1, 0]
+
+
 async def test_inline_think_tags_are_split_and_cjk_noticed_client_side():
     chunks = [_chunk({"content": "<th"}), _chunk({"content": "ink>hmm</thi"}),
               _chunk({"content": "nk>\n\nAnswer"}), _chunk({}, "length")]

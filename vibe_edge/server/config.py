@@ -59,6 +59,9 @@ class ServerConfig:
             raise SettingsError(f"the keep-alive interval must be > 0 seconds, got {self.keepalive_s}")
         if not self.grace_s >= 0:
             raise SettingsError(f"the shutdown grace period must be >= 0 seconds, got {self.grace_s}")
+        if self.thinking_budget is not None and self.thinking_budget < -1:
+            raise SettingsError(f"the thinking budget must be a number of tokens (0: no thinking) or -1 for "
+                                f"no budget, got {self.thinking_budget}")
         from vibe_edge.chat.presets import get_preset  # noqa: PLC0415 (import cost at startup only)
 
         try:

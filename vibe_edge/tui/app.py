@@ -348,7 +348,7 @@ class ChatApp(App[None]):
             return
         if self._editing_message_id is not None and self.conversation_id is not None:
             self.store.delete_messages_from(self.conversation_id, self._editing_message_id)
-            await self.open_conversation(self.conversation_id)
+            await self.open_conversation(self.conversation_id, follow_preset=False)  # a redraw
         self._cancel_edit()
         self.query_one(PromptInput).clear()
         await self.send(text)
@@ -479,11 +479,13 @@ class ChatApp(App[None]):
             error=error)
         self.store.touch(reply.conversation_id)
         self._last_stats = stats or {}
-        await reply.view.finish(status, boxed=boxed, stats=stats, error=error,
-                                reasoning_tokens=reply.reasoning_tokens)
-        self._update_status()
-        self.refresh_conversations()
-        reply.shown = True
+        try:
+            await reply.view.finish(status, boxed=boxed, stats=stats, error=error,
+                                    reasoning_tokens=reply.reasoning_tokens)
+            self._update_status()
+            self.refresh_conversations()
+        finally:
+            reply.shown = True  # even if drawing failed: the reply is over and saved
         if error and status == ERROR:
             self.notify(error, title="The reply failed", severity="error", timeout=10)
 
@@ -508,10 +510,12 @@ class ChatApp(App[None]):
                                   finish_reason=FinishReason.CANCELLED.value, stats=stats,
                                   notices=reply.notices)
         self.store.touch(reply.conversation_id)
-        reply.view.flush()
-        reply.view.finish_now(STOPPED)
-        self._update_status()
-        reply.shown = True
+        try:
+            reply.view.flush()
+            reply.view.finish_now(STOPPED)
+            self._update_status()
+        finally:
+            reply.shown = True
 
     # -- actions --------------------------------------------------------------------------------
     def action_stop(self) -> None:

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from vibe_edge.chat.boxed import extract_boxed
 from vibe_edge.chat.language import cjk_advisory
+from vibe_edge.chat.presets import UNLIMITED_THINKING
 from vibe_edge.chat.reasoning import ReasoningParser
 from vibe_edge.engine.types import (
     Event,
@@ -374,8 +375,10 @@ class OpenAIBackend(Backend):
         if self._send_extras:
             extra: dict[str, Any] = {"top_k": s.top_k, "min_p": s.min_p,
                                      "loop_guard": request.reasoning.loop_guard}
-            if request.reasoning.thinking_budget is not None:
-                extra["thinking_budget"] = request.reasoning.thinking_budget
+            # The request's None is the user's "no budget": say so, or the server would apply
+            # its own default budget instead.
+            budget = request.reasoning.thinking_budget
+            extra["thinking_budget"] = UNLIMITED_THINKING if budget is None else budget
             params["extra_body"] = extra
         return params
 

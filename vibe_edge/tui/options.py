@@ -74,9 +74,9 @@ class ChatOptions:
         if not isinstance(data, dict):
             return cls()
         known = {f.name for f in dataclasses.fields(cls)}
-        if data.get("version", 1) < 2 and data.get("thinking_budget") == 0:
-            data = {**data, "thinking_budget": UNLIMITED_THINKING}  # version 1 wrote 0 for "no budget"
         try:
+            if data.get("version", 1) < 2 and data.get("thinking_budget") == 0:
+                data = {**data, "thinking_budget": UNLIMITED_THINKING}  # version 1 wrote 0 for "no budget"
             options = cls(**{k: v for k, v in data.items() if k in known})
             options.validate()
         except (TypeError, ValueError, InvalidRequest):
