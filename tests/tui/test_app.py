@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
 from textual.widgets import Input, OptionList, Select
 
 from vibe_edge.chat.presets import get_preset
@@ -101,11 +102,14 @@ async def test_budget_and_cjk_notices_are_shown_and_saved(history_path, tmp_path
         assert [n["code"] for n in msg.notices] == codes
 
 
-async def test_ctrl_j_inserts_a_newline_and_enter_sends(history_path, tmp_path):
+@pytest.mark.parametrize("newline", ["ctrl+j", "shift+enter", "alt+enter"])
+async def test_newline_keys_insert_a_newline_and_enter_sends(history_path, tmp_path, newline):
+    # Whether a terminal sends Shift+Enter / Alt+Enter as such is up to the terminal; once it
+    # does, they must not send the prompt.
     backend = scripted([answer("ok")])
     app = make_app(backend, history_path, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("a", "ctrl+j", "b")
+        await pilot.press("a", newline, "b")
         assert app.query_one(PromptInput).text == "a\nb"
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.reply is not None and app.reply.shown)
