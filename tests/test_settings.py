@@ -97,6 +97,7 @@ def test_config_file_param_beats_env_var(tmp_path: Path) -> None:
     ("VIBE_EDGE_KV_TYPE", "Q4_0", "kv_type", "q4_0"),
     ("VIBE_EDGE_LOG_LEVEL", "DEBUG", "log_level", "debug"),
     ("VIBE_EDGE_THINKING_BUDGET", "8000", "thinking_budget", 8000),
+    ("VIBE_EDGE_PORT", "0", "port", 0),  # any free port
     ("VIBE_EDGE_THINKING_BUDGET", "0", "thinking_budget", 0),  # no thinking
     ("VIBE_EDGE_THINKING_BUDGET", "-1", "thinking_budget", -1),  # no budget
     ("VIBE_EDGE_MODEL", "vibethinker-q4", "model", "vibethinker-q4"),

@@ -332,7 +332,8 @@ _CHECKS: dict[str, Callable[[str, str, Any], Any]] = {
                                   optional=True),
     "loop_guard": _bool_check,
     "host": _text_check(optional=False),
-    "port": _int_check(1, 65535, "a port number from 1 to 65535", optional=False),
+    # 0 asks the system for any free port; `serve` prints the one it got.
+    "port": _int_check(0, 65535, "a port number from 1 to 65535, or 0 for any free port", optional=False),
     "log_level": _choice_check(LOG_LEVELS, optional=False),
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -50,6 +51,21 @@ def test_serve_on_a_unix_socket_and_stop_on_sigterm(tmp_path):
         assert proc.wait(timeout=30) == 0
         assert "stopped" in proc.stdout.read()
         assert not path.exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_serve_on_port_0_takes_a_free_port_and_prints_it():
+    proc = _serve("--model", "demo", "--port", "0", "--slots", "1", "--ctx", "512", "--grace", "2")
+    try:
+        lines = _wait_for_line(proc, "vibe-edge: ready")
+        [url] = re.findall(r"listening on (http://127\.0\.0\.1:\d+)", "".join(lines))
+        assert not url.endswith(":0")
+        assert httpx.get(url + "/v1/models", timeout=30).json()["data"][0]["id"] == "demo"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -42,7 +42,7 @@ def serve(
     model: ModelOpt = None,
     host: Annotated[Optional[str], typer.Option(
         help="Address to listen on. Anything but loopback requires an API key. Default: 127.0.0.1.")] = None,
-    port: Annotated[Optional[int], typer.Option(help="TCP port. Default: 8080.")] = None,
+    port: Annotated[Optional[int], typer.Option(help="TCP port; 0 picks a free one and prints it. Default: 8080.")] = None,
     socket_path: Annotated[Optional[Path], typer.Option(
         "--socket", help="Listen on this Unix socket (created 0600) instead of TCP.")] = None,
     api_key: Annotated[Optional[list[str]], typer.Option(
