@@ -75,7 +75,7 @@ class ScriptedEngine:
         if not _sleep(script.start_delay_s, handle):
             reason, error = FinishReason.CANCELLED, None
         else:
-            handle._push(Started(request.request_id, 0, script.prompt_tokens, script.cached_tokens))
+            handle.emit(Started(request.request_id, 0, script.prompt_tokens, script.cached_tokens))
             for step in script.steps:
                 if handle.cancel_requested:
                     reason, error = FinishReason.CANCELLED, None
@@ -86,10 +86,10 @@ class ScriptedEngine:
                         reason, error = FinishReason.CANCELLED, None
                         break
                 elif kind == "notice":
-                    handle._push(Notice(request.request_id, step[1], step[2]))
+                    handle.emit(Notice(request.request_id, step[1], step[2]))
                 else:
                     (reasoning if kind == "reasoning" else answer).append(step[1])
-                    handle._push(TextDelta(request.request_id, kind, step[1]))
+                    handle.emit(TextDelta(request.request_id, kind, step[1]))
         total = 1000 * (time.monotonic() - t0)
         stats = RequestStats(queue_ms=1.0, ttft_ms=2.0 if (reasoning or answer) else None,
                              total_ms=total, prompt_tokens=script.prompt_tokens,
@@ -99,7 +99,7 @@ class ScriptedEngine:
         result = GenerationResult(request.request_id, "".join(reasoning) + text, "".join(reasoning),
                                   text, reason, stats, script.reasoning_end if reasoning else None,
                                   extract_boxed(text), error)
-        handle._push(Finished(request.request_id, result))
+        handle.emit(Finished(request.request_id, result))
 
     def status(self) -> EngineStatus:
         busy = sum(1 for h in self.handles if not h.done)

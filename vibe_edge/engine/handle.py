@@ -27,8 +27,9 @@ class RequestHandle:
         self._result: GenerationResult | None = None
         self.cancel_requested = False
 
-    # -- scheduler side -------------------------------------------------------------------------
-    def _push(self, event: Event) -> None:
+    # -- producer side (the engine's scheduler, or a stand-in engine such as a test double) ------
+    def emit(self, event: Event) -> None:
+        """Deliver one event to the consumer, from any thread; Finished also settles result()."""
         if isinstance(event, Finished):
             self._result = event.result
         with self._lock:

@@ -102,7 +102,7 @@ class Job:
             self.answer_sampler.close()
 
     def emit(self, event: Event) -> None:
-        self.handle._push(event)
+        self.handle.emit(event)
 
     def notice(self, code: str, message: str) -> None:
         self.emit(Notice(self.id, code, message))
