@@ -256,14 +256,19 @@ def no_eog(engine):
         t: -100.0 for t in engine.tokenize("<|im_end|><|endoftext|>", add_special=False)})
 
 
-def test_thinking_budget_closes_the_block_and_the_model_still_answers(engine, no_eog):
-    from vibe_edge.engine import Notice, ReasoningEnd, ReasoningOptions
+def _think_with_budget(engine, sampling, budget: int, max_tokens: int):
+    """The pre-filled thinking prompt under a budget: (events, result)."""
+    from vibe_edge.engine import ReasoningOptions
 
-    handle = engine.submit(GenerationRequest(
-        prompt=THINKING_PROMPT, sampling=no_eog, max_tokens=80,
-        reasoning=ReasoningOptions(thinking_budget=10)))
-    events = list(handle)
-    result = handle.result()
+    handle = engine.submit(GenerationRequest(prompt=THINKING_PROMPT, sampling=sampling, max_tokens=max_tokens,
+                                             reasoning=ReasoningOptions(thinking_budget=budget)))
+    return list(handle), handle.result()
+
+
+def test_thinking_budget_closes_the_block_and_the_model_still_answers(engine, no_eog):
+    from vibe_edge.engine import Notice, ReasoningEnd
+
+    events, result = _think_with_budget(engine, no_eog, budget=10, max_tokens=80)
     assert result.reasoning_end is ReasoningEnd.BUDGET
     assert [e.code for e in events if isinstance(e, Notice)] == ["thinking_budget"]
     assert result.stats.reasoning_tokens >= 10 and result.stats.answer_tokens > 0
@@ -274,13 +279,9 @@ def test_thinking_budget_closes_the_block_and_the_model_still_answers(engine, no
 
 
 def test_a_zero_budget_closes_a_prefilled_think_block_before_the_model_starts(engine, no_eog):
-    from vibe_edge.engine import Notice, ReasoningEnd, ReasoningOptions
+    from vibe_edge.engine import Notice, ReasoningEnd
 
-    handle = engine.submit(GenerationRequest(
-        prompt=THINKING_PROMPT, sampling=no_eog, max_tokens=12,
-        reasoning=ReasoningOptions(thinking_budget=0)))
-    events = list(handle)
-    result = handle.result()
+    events, result = _think_with_budget(engine, no_eog, budget=0, max_tokens=12)
     assert result.reasoning == "" and result.stats.reasoning_tokens == 0
     assert result.answer.strip() and result.stats.answer_tokens == 12
     assert result.reasoning_end is ReasoningEnd.BUDGET
