@@ -11,11 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import vibe_edge.hardware.detect as detect_mod
+from vibe_edge.defaults import DEFAULT_CPU_CTX_CAP, DEFAULT_GPU_CTX_CAP, MIN_PLANNED_CTX_PER_SLOT
 from vibe_edge.errors import PlanError
 from vibe_edge.hardware import (
-    DEFAULT_CPU_CTX_CAP,
-    DEFAULT_GPU_CTX_CAP,
-    MIN_CTX_PER_SLOT,
     GpuInfo,
     HardwareInfo,
     Plan,
@@ -97,7 +95,7 @@ def test_small_ram_trades_kv_precision_then_slots_and_still_fits() -> None:
     assert_sane(plan)
     assert plan.kv_type == "q8_0"
     assert plan.n_slots < 4
-    assert plan.ctx_per_slot >= MIN_CTX_PER_SLOT
+    assert plan.ctx_per_slot >= MIN_PLANNED_CTX_PER_SLOT
     assert plan.memory.fits
     check_fits(plan)
     assert any("kv_type = q8_0" in r and "f16" in r for r in plan.reasons)
@@ -130,7 +128,7 @@ def test_orin_nano_unified_memory() -> None:
     assert plan.gpu_layers == -1
     assert plan.memory.device == "unified"
     assert plan.n_slots == 4
-    assert MIN_CTX_PER_SLOT <= plan.ctx_per_slot <= 16384
+    assert MIN_PLANNED_CTX_PER_SLOT <= plan.ctx_per_slot <= 16384
     assert plan.prefer_quant == "Q4_K_M"
     assert plan.threads == 6
     # The budget comes from RAM, not from a separate VRAM pool.
@@ -237,7 +235,7 @@ def test_any_machine_gets_a_consistent_plan(cores, smt, avail_gib, gpu_free_gib,
     if ctx is not None:
         assert plan.ctx_per_slot == ctx
     else:
-        assert MIN_CTX_PER_SLOT <= plan.ctx_per_slot <= DEFAULT_GPU_CTX_CAP
+        assert MIN_PLANNED_CTX_PER_SLOT <= plan.ctx_per_slot <= DEFAULT_GPU_CTX_CAP
         assert plan.ctx_per_slot % 256 == 0
     if plan.memory.fits:
         check_fits(plan)

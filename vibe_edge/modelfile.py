@@ -23,6 +23,7 @@ from typing import Any
 
 import gguf
 
+from vibe_edge.defaults import KV_BYTES_PER_ELEMENT
 from vibe_edge.errors import ModelFileError
 
 __all__ = [
@@ -41,9 +42,6 @@ SUPPORTED_GGUF_VERSIONS = (2, 3)
 # Not a whitelist (llama.cpp decides what loads): the architectures vibe-edge is tested with, so
 # anything else gets a "should work, untested" warning instead of silence.
 SUPPORTED_ARCHITECTURES = frozenset({"qwen2", "llama"})
-# Bytes per cached K/V element for llama.cpp's cache types: q8_0 stores 32 values in 34 bytes
-# (32 int8 + an f16 scale), q4_0 32 values in 18 bytes.
-KV_BYTES_PER_ELEMENT: dict[str, float] = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
 
 _DEFAULT_ALIGNMENT = 32
 _THINK_OPEN, _THINK_CLOSE = b"<think>", b"</think>"

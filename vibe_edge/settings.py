@@ -20,6 +20,21 @@ from typing import Any
 
 import platformdirs
 
+from vibe_edge.defaults import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_HOST,
+    DEFAULT_LOG_LEVEL,
+    DEFAULT_PORT,
+    DEFAULT_PRESET,
+    DEFAULT_QUEUE_SIZE,
+    DEFAULT_REQUEST_TIMEOUT_S,
+    KV_TYPES,
+    LOG_LEVELS,
+    MAX_BATCH_SIZE,
+    MAX_CTX_PER_SLOT,
+    MIN_BATCH_SIZE,
+    MIN_CTX_PER_SLOT,
+)
 from vibe_edge.errors import SettingsError
 
 try:
@@ -49,19 +64,9 @@ __all__ = [
 APP_NAME = "vibe-edge"
 CONFIG_ENV_VAR = "VIBE_EDGE_CONFIG"
 ENV_PREFIX = "VIBE_EDGE_"
-KV_TYPES = ("f16", "q8_0", "q4_0")
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # Command-line spellings that differ from "--" + the field name with dashes; used only to name
 # the source of a bad value, so keep in step with the CLI.
 FLAG_NAMES: Mapping[str, str] = MappingProxyType({"ctx_per_slot": "--ctx"})
-
-DEFAULT_BATCH_SIZE = 512
-DEFAULT_QUEUE_SIZE = 64
-DEFAULT_REQUEST_TIMEOUT_S = 1800.0
-DEFAULT_PRESET = "math"
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8080
-DEFAULT_LOG_LEVEL = "warning"
 
 _AUTO_WORDS = ("", "auto", "none")
 _TRUE_WORDS = ("1", "true", "yes", "on")
@@ -321,10 +326,12 @@ _CHECKS: dict[str, Callable[[str, str, Any], Any]] = {
     "threads": _int_check(1, 1024, "an integer from 1 to 1024", optional=True),
     "gpu_layers": _int_check(-1, None, "an integer >= 0, or -1 for all layers", optional=True),
     "slots": _int_check(1, 256, "an integer from 1 to 256", optional=True),
-    # Below 256 tokens a reasoning model cannot even finish a prompt; the top is llama.cpp's range.
-    "ctx_per_slot": _int_check(256, 1 << 20, "an integer from 256 to 1048576", optional=True),
+    "ctx_per_slot": _int_check(MIN_CTX_PER_SLOT, MAX_CTX_PER_SLOT,
+                               f"an integer from {MIN_CTX_PER_SLOT} to {MAX_CTX_PER_SLOT}", optional=True),
     "kv_type": _choice_check(KV_TYPES, optional=True),
-    "batch_size": _int_check(1, 65536, "an integer from 1 to 65536", optional=False),
+    # The engine's own floor: a smaller batch is refused when the engine starts, so say it here.
+    "batch_size": _int_check(MIN_BATCH_SIZE, MAX_BATCH_SIZE,
+                             f"an integer from {MIN_BATCH_SIZE} to {MAX_BATCH_SIZE}", optional=False),
     "queue_size": _int_check(1, 100_000, "an integer from 1 to 100000", optional=False),
     "request_timeout_s": _float_check,
     "preset": _text_check(optional=False),

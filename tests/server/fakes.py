@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
-from vibe_edge.chat.boxed import extract_boxed
+from vibe_edge.text.boxed import extract_boxed
 from vibe_edge.engine import (
     EngineStatus,
     Finished,

@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from vibe_edge.chat.presets import MATH_SYSTEM_PROMPT, MATH_USER_SUFFIX, get_preset
+from vibe_edge.presets import MATH_SYSTEM_PROMPT, MATH_USER_SUFFIX, get_preset
 from vibe_edge.engine import FinishReason, ReasoningEnd
 from vibe_edge.server import BackgroundServer, ServerConfig
 

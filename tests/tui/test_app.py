@@ -9,7 +9,7 @@ import json
 import pytest
 from textual.widgets import Input, OptionList, Select
 
-from vibe_edge.chat.presets import get_preset
+from vibe_edge.presets import get_preset
 from vibe_edge.tui.app import KEYS, ChatApp
 from vibe_edge.tui.backends import answer, notice, pause, reasoning, wait
 from vibe_edge.tui.options import ChatOptions

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from vibe_edge.chat.presets import get_preset
+from vibe_edge.presets import get_preset
 from vibe_edge.errors import InvalidRequest
 from vibe_edge.tui.options import ChatOptions, build_request
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from tui_helpers import wait_for
 
-from vibe_edge.engine.types import Finished, FinishReason, GenerationRequest, Notice, TextDelta
+from vibe_edge.types import Finished, FinishReason, GenerationRequest, Notice, TextDelta
 from vibe_edge.tui.app import ChatApp
 from vibe_edge.tui.backends import OpenAIBackend
 from vibe_edge.tui.options import ChatOptions

@@ -58,7 +58,7 @@ def chat(
 ) -> None:
     """Chat with VibeThinker in the terminal: live reasoning, Esc to stop, history kept."""
     with cli_errors():
-        from vibe_edge.chat.presets import get_preset
+        from vibe_edge.presets import get_preset
         from vibe_edge.errors import SettingsError
         from vibe_edge.tui.config import load_tui_config
         from vibe_edge.tui.store import HistoryStore, default_history_path

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from vibe_edge.chat.presets import DEFAULT_PRESET, apply_preset, get_preset, resolve_thinking_budget
+from vibe_edge.presets import DEFAULT_PRESET, apply_preset, get_preset, resolve_thinking_budget
 from vibe_edge.cli.common import (
     CtxOpt,
     GpuLayersOpt,

@@ -25,13 +25,8 @@ from vibe_edge.cli.common import (
     notify,
     settings_from_flags,
 )
-from vibe_edge.server.config import (
-    DEFAULT_GRACE_S,
-    DEFAULT_KEEPALIVE_S,
-    DEFAULT_MAX_BODY_BYTES,
-    ServerConfig,
-    read_api_keys,
-)
+from vibe_edge.defaults import DEFAULT_GRACE_S, DEFAULT_KEEPALIVE_S, DEFAULT_MAX_BODY_BYTES
+from vibe_edge.server.config import ServerConfig, read_api_keys
 
 
 def register(app: typer.Typer) -> None:

@@ -1,34 +1,36 @@
-"""The engine: the only code that talks to llama.cpp. See docs/ENGINE_API.md."""
+"""The engine: the only code that talks to llama.cpp. See docs/ENGINE_API.md.
 
-from vibe_edge.engine.engine import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_CTX_PER_SLOT,
-    DEFAULT_QUEUE_SIZE,
-    DEFAULT_SLOTS,
-    Engine,
-    EngineConfig,
-    EngineStatus,
-    ModelInfo,
-)
+The vocabulary (requests, events, results, ModelInfo, EngineStatus, the EngineAPI protocol)
+lives in the leaf module vibe_edge.types and is re-exported here, so `from vibe_edge.engine
+import ...` gives the whole public API.
+"""
+
+from vibe_edge.engine.engine import Engine, EngineConfig
 from vibe_edge.engine.handle import RequestHandle
-from vibe_edge.engine.types import (
+from vibe_edge.types import (
+    EngineAPI,
+    EngineStatus,
     Event,
+    EventStream,
     Finished,
     FinishReason,
     GenerationRequest,
     GenerationResult,
+    ModelInfo,
     Notice,
     ReasoningEnd,
     ReasoningOptions,
     RequestStats,
+    RequestStream,
     SamplingParams,
     Started,
+    StructuredOutput,
     TextDelta,
 )
 
 __all__ = [
-    "DEFAULT_BATCH_SIZE", "DEFAULT_CTX_PER_SLOT", "DEFAULT_QUEUE_SIZE", "DEFAULT_SLOTS",
-    "Engine", "EngineConfig", "EngineStatus", "Event", "Finished", "FinishReason",
-    "GenerationRequest", "GenerationResult", "ModelInfo", "Notice", "ReasoningEnd",
-    "ReasoningOptions", "RequestHandle", "RequestStats", "SamplingParams", "Started", "TextDelta",
+    "Engine", "EngineAPI", "EngineConfig", "EngineStatus", "Event", "EventStream", "Finished",
+    "FinishReason", "GenerationRequest", "GenerationResult", "ModelInfo", "Notice", "ReasoningEnd",
+    "ReasoningOptions", "RequestHandle", "RequestStats", "RequestStream", "SamplingParams",
+    "Started", "StructuredOutput", "TextDelta",
 ]

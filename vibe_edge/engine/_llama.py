@@ -17,12 +17,15 @@ from dataclasses import dataclass
 
 import llama_cpp as C
 
-from vibe_edge.engine.types import SamplingParams
+from vibe_edge.defaults import KV_TYPES
 from vibe_edge.errors import InvalidRequest, ModelFileError
+from vibe_edge.types import SamplingParams
 
 log = logging.getLogger("vibe_edge.llama")
 
-KV_TYPES = {"f16": C.GGML_TYPE_F16, "q8_0": C.GGML_TYPE_Q8_0, "q4_0": C.GGML_TYPE_Q4_0}
+# defaults.KV_TYPES -> llama.cpp's ggml type ids.
+_GGML_KV_TYPES = {"f16": C.GGML_TYPE_F16, "q8_0": C.GGML_TYPE_Q8_0, "q4_0": C.GGML_TYPE_Q4_0}
+assert set(_GGML_KV_TYPES) == set(KV_TYPES)
 
 # ---------------------------------------------------------------------------------------------
 # Logging: llama.cpp prints a lot to stderr by default. Route it to Python logging and keep the
@@ -207,8 +210,8 @@ class Context:
         params.n_threads_batch = p.threads_batch
         params.kv_unified = False
         params.no_perf = True
-        params.type_k = KV_TYPES[p.kv_type]
-        params.type_v = KV_TYPES[p.kv_type]
+        params.type_k = _GGML_KV_TYPES[p.kv_type]
+        params.type_v = _GGML_KV_TYPES[p.kv_type]
         if p.flash_attn is not None:
             params.flash_attn_type = (C.LLAMA_FLASH_ATTN_TYPE_ENABLED if p.flash_attn
                                       else C.LLAMA_FLASH_ATTN_TYPE_DISABLED)

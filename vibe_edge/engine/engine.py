@@ -14,27 +14,37 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from vibe_edge.chat.language import cjk_advisory
-from vibe_edge.chat.template import normalize_messages, prompt_prefills_think, render_chat
-from vibe_edge.engine._llama import KV_TYPES, Context, ContextParams, Model, Sampler, supports_gpu_offload
+from vibe_edge.defaults import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CTX_PER_SLOT,
+    DEFAULT_KV_TYPE,
+    DEFAULT_PREFILL_CHUNK_BUSY,
+    DEFAULT_QUEUE_SIZE,
+    DEFAULT_REQUEST_TIMEOUT_S,
+    DEFAULT_SLOTS,
+    KV_TYPES,
+    MIN_BATCH_SIZE,
+    MIN_CTX_PER_SLOT,
+)
+from vibe_edge.engine._llama import Context, ContextParams, Model, Sampler, supports_gpu_offload
+from vibe_edge.engine.grammar import grammar_for
 from vibe_edge.engine.handle import RequestHandle
 from vibe_edge.engine.job import Job
 from vibe_edge.engine.scheduler import THINK_CLOSE_TEXT, Scheduler
-from vibe_edge.engine.types import GenerationRequest, GenerationResult, ReasoningEnd, SamplingParams
 from vibe_edge.errors import ContextLengthExceeded, EngineClosed, InvalidRequest, SettingsError
 from vibe_edge.modelfile import inspect_gguf
+from vibe_edge.text.language import cjk_advisory
+from vibe_edge.text.template import normalize_messages, prompt_prefills_think, render_chat
+from vibe_edge.types import (
+    EngineStatus,
+    GenerationRequest,
+    GenerationResult,
+    ModelInfo,
+    ReasoningEnd,
+    SamplingParams,
+)
 
 log = logging.getLogger("vibe_edge.engine")
-
-DEFAULT_SLOTS = 4
-DEFAULT_CTX_PER_SLOT = 4096
-DEFAULT_BATCH_SIZE = 512
-# While other slots are generating, a prefilling slot feeds at most this many prompt tokens per
-# step: on a CPU that keeps everyone else's stream moving during a long prompt.
-DEFAULT_PREFILL_CHUNK_BUSY = 64
-DEFAULT_QUEUE_SIZE = 64
-DEFAULT_REQUEST_TIMEOUT_S = 1800.0
-MIN_CTX_PER_SLOT = 256
 
 
 def _usable_cores() -> int:
@@ -54,7 +64,7 @@ class EngineConfig:
     threads: int | None = None        # None: all usable cores
     threads_batch: int | None = None  # None: same as threads
     gpu_layers: int = 0               # -1: all
-    kv_type: str = "f16"
+    kv_type: str = DEFAULT_KV_TYPE
     flash_attn: bool | None = None    # None: llama.cpp decides
     batch_size: int = DEFAULT_BATCH_SIZE
     prefill_chunk_busy: int = DEFAULT_PREFILL_CHUNK_BUSY
@@ -68,7 +78,7 @@ class EngineConfig:
             (self.n_slots >= 1, "slots must be >= 1"),
             (self.ctx_per_slot >= MIN_CTX_PER_SLOT, f"context per slot must be >= {MIN_CTX_PER_SLOT}"),
             (self.threads is None or self.threads >= 1, "threads must be >= 1"),
-            (self.batch_size >= 32, "batch size must be >= 32"),
+            (self.batch_size >= MIN_BATCH_SIZE, f"batch size must be >= {MIN_BATCH_SIZE}"),
             (self.prefill_chunk_busy >= 1, "prefill chunk must be >= 1"),
             (self.queue_size >= 0, "queue size must be >= 0"),
             (self.request_timeout_s > 0, "request timeout must be > 0"),
@@ -77,32 +87,6 @@ class EngineConfig:
         for ok, message in checks:
             if not ok:
                 raise SettingsError(message)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    path: str
-    architecture: str
-    n_params: int
-    size_bytes: int
-    n_ctx_train: int
-    chat_template: str | None
-    n_slots: int
-    ctx_per_slot: int
-    thinks: bool  # the vocabulary has <think> and </think> as single tokens
-    gpu_layers: int
-    gpu_offload: bool  # this llama.cpp build can offload to a GPU
-
-
-@dataclass(frozen=True)
-class EngineStatus:
-    n_slots: int
-    busy_slots: int
-    queued: int
-    queue_size: int
-    kv_used_tokens: int
-    kv_capacity_tokens: int
 
 
 class Engine:
@@ -222,8 +206,11 @@ class Engine:
                      "and fewer slots (--slots)",
                 param="messages" if request.messages is not None else "prompt",
             )
-        seed = request.sampling.seed if request.sampling.seed is not None else random.getrandbits(32)
-        samplers = self._samplers(request.sampling, seed, start_in_reasoning)
+        sampling = request.sampling
+        if sampling.structured_output is not None:
+            sampling = replace(sampling, grammar=grammar_for(sampling), structured_output=None)
+        seed = sampling.seed if sampling.seed is not None else random.getrandbits(32)
+        samplers = self._samplers(sampling, seed, start_in_reasoning)
         advisory = cjk_advisory(_last_user_text(request))
         if advisory:
             notices.append(("cjk_prompt", advisory))

@@ -10,8 +10,21 @@ from typing import Any
 from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
 from vibe_edge.errors import InvalidRequest
+from vibe_edge.types import SamplingParams
 
-__all__ = ["json_object_grammar", "json_schema_grammar"]
+__all__ = ["grammar_for", "json_object_grammar", "json_schema_grammar"]
+
+
+def grammar_for(sampling: SamplingParams) -> str | None:
+    """The GBNF a request's sampling asks for: its own grammar, or one built from its
+    structured output format (InvalidRequest, param response_format, for a schema that cannot
+    be turned into a grammar)."""
+    output = sampling.structured_output
+    if output is None:
+        return sampling.grammar
+    if output.schema is None:
+        return json_object_grammar()
+    return json_schema_grammar(dict(output.schema))
 
 
 def json_object_grammar() -> str:

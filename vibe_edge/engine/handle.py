@@ -12,7 +12,7 @@ import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 
-from vibe_edge.engine.types import Event, Finished, GenerationResult
+from vibe_edge.types import Event, Finished, GenerationResult
 
 
 class RequestHandle:

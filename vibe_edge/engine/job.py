@@ -8,13 +8,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from vibe_edge.chat.boxed import extract_boxed
-from vibe_edge.chat.loop_guard import LoopGuard
-from vibe_edge.chat.reasoning import ReasoningParser
 from vibe_edge.engine._llama import Context, Sampler
+from vibe_edge.engine.detokenize import Detokenizer, StopMatcher
 from vibe_edge.engine.handle import RequestHandle
-from vibe_edge.engine.text import Detokenizer, StopMatcher
-from vibe_edge.engine.types import (
+from vibe_edge.text.boxed import extract_boxed
+from vibe_edge.text.loop_guard import LoopGuard
+from vibe_edge.text.reasoning import ReasoningParser
+from vibe_edge.types import (
     Event,
     Finished,
     FinishReason,
@@ -24,19 +24,14 @@ from vibe_edge.engine.types import (
     ReasoningEnd,
     RequestStats,
     TextDelta,
+    thinking_budget_ceiling,
 )
 
 
-# Tokens kept for the answer when the thinking has to stop because the request's token limit
-# (or the slot's context) is near: a reasoning model that runs out mid-thought answers nothing.
-DEFAULT_ANSWER_RESERVE = 1024
-
-
 def effective_thinking_budget(asked: int | None, max_new_tokens: int) -> int:
-    """The budget the engine enforces: the one asked for, but never so large that the answer
-    has no room left (at most a quarter of the limit is reserved for small limits)."""
-    reserve = min(DEFAULT_ANSWER_RESERVE, max_new_tokens // 4)
-    ceiling = max(1, max_new_tokens - reserve)
+    """The budget the engine enforces, its hard invariant: the one asked for, but never so large
+    that the answer has no room left in what this request may still generate."""
+    ceiling = thinking_budget_ceiling(max_new_tokens)
     return ceiling if asked is None else min(asked, ceiling)
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from vibe_edge.engine._llama import Batch, Context, Model, common_prefix_len
 from vibe_edge.engine.job import Job
-from vibe_edge.engine.types import Finished, FinishReason, GenerationResult, ReasoningEnd, RequestStats, Started
+from vibe_edge.types import Finished, FinishReason, GenerationResult, ReasoningEnd, RequestStats, Started
 from vibe_edge.errors import EngineBusy, EngineClosed
 
 log = logging.getLogger("vibe_edge.engine")

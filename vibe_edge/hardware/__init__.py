@@ -7,13 +7,6 @@ check_fits() refuses a plan that cannot fit before anything is loaded.
 
 from vibe_edge.hardware.detect import CPU_FEATURES, GpuInfo, HardwareInfo, detect_hardware
 from vibe_edge.hardware.plan import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_CPU_CTX_CAP,
-    DEFAULT_CPU_SLOTS,
-    DEFAULT_GPU_CTX_CAP,
-    DEFAULT_GPU_SLOTS,
-    DEFAULT_JETSON_SLOTS,
-    MIN_CTX_PER_SLOT,
     REASONING_CTX,
     MemoryEstimate,
     Plan,
@@ -24,13 +17,6 @@ from vibe_edge.hardware.plan import (
 
 __all__ = [
     "CPU_FEATURES",
-    "DEFAULT_BATCH_SIZE",
-    "DEFAULT_CPU_CTX_CAP",
-    "DEFAULT_CPU_SLOTS",
-    "DEFAULT_GPU_CTX_CAP",
-    "DEFAULT_GPU_SLOTS",
-    "DEFAULT_JETSON_SLOTS",
-    "MIN_CTX_PER_SLOT",
     "REASONING_CTX",
     "GpuInfo",
     "HardwareInfo",

@@ -14,18 +14,21 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from vibe_edge.defaults import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CPU_CTX_CAP,
+    DEFAULT_CPU_SLOTS,
+    DEFAULT_GPU_CTX_CAP,
+    DEFAULT_GPU_SLOTS,
+    DEFAULT_JETSON_SLOTS,
+    KV_BYTES_PER_ELEMENT,
+    MIN_PLANNED_CTX_PER_SLOT,
+)
 from vibe_edge.errors import PlanError
 from vibe_edge.hardware.detect import HardwareInfo
-from vibe_edge.modelfile import KV_BYTES_PER_ELEMENT, GGUFFacts
+from vibe_edge.modelfile import GGUFFacts
 
 __all__ = [
-    "DEFAULT_BATCH_SIZE",
-    "DEFAULT_CPU_SLOTS",
-    "DEFAULT_GPU_SLOTS",
-    "DEFAULT_JETSON_SLOTS",
-    "DEFAULT_CPU_CTX_CAP",
-    "DEFAULT_GPU_CTX_CAP",
-    "MIN_CTX_PER_SLOT",
     "REASONING_CTX",
     "MemoryEstimate",
     "Plan",
@@ -37,16 +40,6 @@ __all__ = [
 GiB = 1024**3
 MiB = 1024**2
 
-DEFAULT_BATCH_SIZE = 512
-# llama.cpp's batched decode shares one pass over the weights among sequences; on a few CPU cores
-# the gain flattens past about 4, while each slot costs a full KV cache.
-DEFAULT_CPU_SLOTS = 4
-DEFAULT_GPU_SLOTS = 8
-# Jetson: the GPU is small and shares the RAM, so fewer, longer slots.
-DEFAULT_JETSON_SLOTS = 4
-DEFAULT_CPU_CTX_CAP = 16384
-DEFAULT_GPU_CTX_CAP = 32768
-MIN_CTX_PER_SLOT = 2048
 # A reasoning model's trace plus answer commonly needs 4k-16k tokens; below this per slot, the
 # plan trades KV precision (q8_0) and then concurrency for room to think.
 COMFORTABLE_REASONING_CTX = 8192
@@ -226,7 +219,7 @@ def make_plan(hw: HardwareInfo, model: GGUFFacts | None = None, *, threads: int 
     default_slots = DEFAULT_JETSON_SLOTS if unified else DEFAULT_GPU_SLOTS if on_gpu else DEFAULT_CPU_SLOTS
     cap = DEFAULT_GPU_CTX_CAP if on_gpu else DEFAULT_CPU_CTX_CAP
     usable, usable_why = _usable_ctx(shape)
-    floor = min(MIN_CTX_PER_SLOT, usable)
+    floor = min(MIN_PLANNED_CTX_PER_SLOT, usable)
     comfortable = min(COMFORTABLE_REASONING_CTX if shape.reasoning else floor, usable, cap)
 
     n_slots = slots if slots is not None else default_slots
@@ -374,7 +367,7 @@ def _placement(hw: HardwareInfo, shape: _Shape, gpu_layers: int | None, slots: i
 
     # The smallest useful configuration: one slot (or the requested ones) at the minimum context.
     n = slots or 1
-    ctx = ctx_per_slot or MIN_CTX_PER_SLOT
+    ctx = ctx_per_slot or MIN_PLANNED_CTX_PER_SLOT
     kv_min = n * ctx * shape.kv_bytes_per_token(kv_type or "q8_0")
     need = shape.weights_bytes + _overhead(shape, "cuda", batch_size, n) + kv_min
     if need <= vram_budget:
@@ -412,7 +405,7 @@ def check_fits(plan: Plan) -> None:
     else:
         if plan.n_slots > 1:
             todo.append("fewer slots (--slots 1)")
-        if plan.ctx_per_slot > MIN_CTX_PER_SLOT:
+        if plan.ctx_per_slot > MIN_PLANNED_CTX_PER_SLOT:
             todo.append("a smaller context (--ctx 4096)")
         if plan.kv_type == "f16":
             todo.append("a quantized KV cache (--kv-type q8_0)")

@@ -6,13 +6,17 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from vibe_edge.defaults import (
+    DEFAULT_GRACE_S,
+    DEFAULT_KEEPALIVE_S,
+    DEFAULT_LOOP_GUARD,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_PRESET,
+    DEFAULT_RETRY_AFTER_S,
+    MAX_API_KEY_BYTES,
+    MIN_MAX_BODY_BYTES,
+)
 from vibe_edge.errors import SettingsError
-
-DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024   # a 40k-token conversation is ~200 KB of text
-DEFAULT_KEEPALIVE_S = 5.0                  # SSE comment after this long without output
-DEFAULT_GRACE_S = 10.0                     # SIGTERM: let in-flight work finish this long
-DEFAULT_RETRY_AFTER_S = 2                  # Retry-After on 429 and 503
-MAX_API_KEY_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -35,10 +39,10 @@ class ServerConfig:
     keepalive_s: float = DEFAULT_KEEPALIVE_S
     grace_s: float = DEFAULT_GRACE_S
     retry_after_s: int = DEFAULT_RETRY_AFTER_S
-    default_preset: str = "math"
+    default_preset: str = DEFAULT_PRESET
     apply_preset_prompts: bool = False
     thinking_budget: int | None = None
-    loop_guard: bool = True
+    loop_guard: bool = DEFAULT_LOOP_GUARD
     request_timeout_s: float | None = None
     model_id: str | None = None
 
@@ -53,8 +57,9 @@ class ServerConfig:
                                     hint="check the key file: one key per line")
         object.__setattr__(self, "api_keys", keys)
         object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
-        if self.max_body_bytes < 1024:
-            raise SettingsError(f"the request body limit must be at least 1024 bytes, got {self.max_body_bytes}")
+        if self.max_body_bytes < MIN_MAX_BODY_BYTES:
+            raise SettingsError(f"the request body limit must be at least {MIN_MAX_BODY_BYTES} bytes, "
+                                f"got {self.max_body_bytes}")
         if not self.keepalive_s > 0:
             raise SettingsError(f"the keep-alive interval must be > 0 seconds, got {self.keepalive_s}")
         if not self.grace_s >= 0:
@@ -62,7 +67,7 @@ class ServerConfig:
         if self.thinking_budget is not None and self.thinking_budget < -1:
             raise SettingsError(f"the thinking budget must be a number of tokens (0: no thinking) or -1 for "
                                 f"no budget, got {self.thinking_budget}")
-        from vibe_edge.chat.presets import get_preset  # noqa: PLC0415 (import cost at startup only)
+        from vibe_edge.presets import get_preset  # noqa: PLC0415 (import cost at startup only)
 
         try:
             get_preset(self.default_preset)

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from vibe_edge.chat.presets import Preset, apply_preset, get_preset, resolve_thinking_budget
+from vibe_edge.presets import Preset, apply_preset, get_preset, resolve_thinking_budget
 from vibe_edge.engine import (
     FinishReason,
     GenerationRequest,

@@ -24,8 +24,8 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Static
 from textual.worker import Worker
 
-from vibe_edge.chat.presets import PRESETS
-from vibe_edge.engine.types import Finished, FinishReason, Notice, Started, TextDelta
+from vibe_edge.presets import PRESETS
+from vibe_edge.types import Finished, FinishReason, Notice, Started, TextDelta
 from vibe_edge.errors import VibeEdgeError
 from vibe_edge.tui.backends import Backend
 from vibe_edge.tui.export import export_conversation

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from vibe_edge.chat.boxed import extract_boxed
-from vibe_edge.chat.language import cjk_advisory
-from vibe_edge.chat.presets import UNLIMITED_THINKING
-from vibe_edge.chat.reasoning import ReasoningParser
-from vibe_edge.engine.types import (
+from vibe_edge.text.boxed import extract_boxed
+from vibe_edge.text.language import cjk_advisory
+from vibe_edge.presets import UNLIMITED_THINKING
+from vibe_edge.text.reasoning import ReasoningParser
+from vibe_edge.types import (
     Event,
     Finished,
     FinishReason,

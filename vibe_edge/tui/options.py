@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vibe_edge.chat.presets import (
+from vibe_edge.presets import (
     DEFAULT_PRESET,
     PRESETS,
     UNLIMITED_THINKING,
@@ -17,7 +17,7 @@ from vibe_edge.chat.presets import (
     get_preset,
     resolve_thinking_budget,
 )
-from vibe_edge.engine.types import GenerationRequest, ReasoningOptions, SamplingParams
+from vibe_edge.types import GenerationRequest, ReasoningOptions, SamplingParams
 from vibe_edge.errors import InvalidRequest
 
 __all__ = ["ChatOptions", "build_request", "history_messages"]

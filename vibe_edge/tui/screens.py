@@ -13,7 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Select, Static, TextArea
 from textual.widgets.option_list import Option
 
-from vibe_edge.chat.presets import PRESETS
+from vibe_edge.presets import PRESETS
 from vibe_edge.errors import VibeEdgeError
 from vibe_edge.tui.options import ChatOptions
 from vibe_edge.tui.store import Conversation

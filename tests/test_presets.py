@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vibe_edge.chat.presets import (
+from vibe_edge.presets import (
     GENERAL_SYSTEM_PROMPT,
     CODE_SYSTEM_PROMPT,
     DEFAULT_PRESET,
@@ -20,11 +20,11 @@ from vibe_edge.chat.presets import (
     apply_preset,
     get_preset,
 )
-from vibe_edge.chat.template import render_chat
-from vibe_edge.engine.types import SamplingParams
+from vibe_edge.text.template import render_chat
+from vibe_edge.types import SamplingParams
 from vibe_edge.errors import InvalidRequest
 
-QWEN_MATH_CONFIG = (Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+QWEN_MATH_CONFIG = (Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
                     / "qwen2.5-math-1.5b" / "tokenizer_config.json")
 
 
@@ -150,7 +150,7 @@ def test_math_preset_renders_one_system_block_with_the_real_template() -> None:
 
 
 def test_thinking_budget_values_read_as_llama_cpp_reads_them():
-    from vibe_edge.chat.presets import resolve_thinking_budget
+    from vibe_edge.presets import resolve_thinking_budget
 
     assert resolve_thinking_budget(None, 6144) == 6144  # unset: the preset's
     assert resolve_thinking_budget(500, 6144) == 500

@@ -1,7 +1,9 @@
-"""The engine's public vocabulary: what a caller submits and what it gets back.
+"""The engine's public vocabulary: what a caller submits, what it gets back, and the engine
+as its users see it (the `EngineAPI` protocol).
 
-Pure data, no llama.cpp: the server, the TUI and the chat helpers import these freely. The
-event stream of one request is:
+A leaf module (no llama.cpp, nothing of vibe-edge but errors and defaults): the server, the
+TUI, the request policy and the text helpers import it freely. The event stream of one
+request is:
 
     Started -> (TextDelta | Notice)* -> Finished
 
@@ -13,11 +15,12 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
+from vibe_edge.defaults import DEFAULT_ANSWER_RESERVE, MAX_STOP_STRINGS
 from vibe_edge.errors import InvalidRequest
 
 Channel = Literal["reasoning", "answer"]
@@ -27,6 +30,15 @@ _request_ids = itertools.count(1)
 
 def _next_request_id() -> str:
     return f"req-{next(_request_ids)}"
+
+
+@dataclass(frozen=True)
+class StructuredOutput:
+    """The answer must be JSON: any JSON object when `schema` is None, else JSON that validates
+    against `schema` (a JSON Schema object). The engine turns it into a grammar with llama.cpp's
+    own converter, so the dialect always matches the llama.cpp that enforces it."""
+
+    schema: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -48,9 +60,14 @@ class SamplingParams:
     seed: int | None = None
     logit_bias: Mapping[int, float] = field(default_factory=dict)
     grammar: str | None = None  # GBNF text, root rule "root" (structured output)
+    # JSON output (OpenAI's response_format): the engine builds the grammar from it.
+    structured_output: StructuredOutput | None = None
 
     def validate(self) -> None:
         """Raise InvalidRequest naming the first value out of range."""
+        if self.grammar is not None and self.structured_output is not None:
+            raise InvalidRequest("give a grammar or a structured output format, not both",
+                                 param="response_format")
         _check_range("temperature", self.temperature, 0.0, 5.0)
         _check_range("top_p", self.top_p, 0.0, 1.0, low_open=True)
         _check_range("min_p", self.min_p, 0.0, 1.0)
@@ -108,6 +125,15 @@ class ReasoningOptions:
             )
 
 
+def thinking_budget_ceiling(max_tokens: int) -> int:
+    """The largest thinking budget that still leaves room to answer within `max_tokens`: the
+    answer keeps DEFAULT_ANSWER_RESERVE tokens, or a quarter of a small limit. The request
+    policy applies it to default budgets; the engine enforces it for every request, against
+    the room actually left after the prompt."""
+    reserve = min(DEFAULT_ANSWER_RESERVE, max_tokens // 4)
+    return max(1, max_tokens - reserve)
+
+
 @dataclass
 class GenerationRequest:
     """One generation. Give exactly one of `prompt` (raw text) or `messages` (chat).
@@ -134,8 +160,8 @@ class GenerationRequest:
                                  param="max_tokens")
         if isinstance(self.stop, str):
             raise InvalidRequest("stop must be a list of strings", param="stop")
-        if len(self.stop) > 16 or any(not isinstance(s, str) or not s for s in self.stop):
-            raise InvalidRequest("stop takes at most 16 non-empty strings", param="stop")
+        if len(self.stop) > MAX_STOP_STRINGS or any(not isinstance(s, str) or not s for s in self.stop):
+            raise InvalidRequest(f"stop takes at most {MAX_STOP_STRINGS} non-empty strings", param="stop")
         if self.deadline_s is not None and not (self.deadline_s > 0):
             raise InvalidRequest(f"deadline_s must be > 0 seconds, got {self.deadline_s!r}",
                                  param="deadline_s")
@@ -242,3 +268,73 @@ class Finished:
 
 
 Event = Started | TextDelta | Notice | Finished
+
+
+# -- the engine as its users see it ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    path: str
+    architecture: str
+    n_params: int
+    size_bytes: int
+    n_ctx_train: int
+    chat_template: str | None
+    n_slots: int
+    ctx_per_slot: int
+    thinks: bool  # the vocabulary has <think> and </think> as single tokens
+    gpu_layers: int
+    gpu_offload: bool  # this llama.cpp build can offload to a GPU
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    n_slots: int
+    busy_slots: int
+    queued: int
+    queue_size: int
+    kv_used_tokens: int
+    kv_capacity_tokens: int
+
+
+class EventStream(Protocol):
+    """One request's events, read from an asyncio loop, and a way to stop it. What the TUI's
+    backends return (a local engine's RequestHandle, or a remote server's stream)."""
+
+    def __aiter__(self) -> AsyncIterator[Event]: ...
+
+    def cancel(self) -> None:
+        """Stop the request as soon as possible (thread-safe, idempotent)."""
+
+
+class RequestStream(EventStream, Protocol):
+    """A submitted request on an engine in this process: events read blocking or async,
+    cancel, and the final result."""
+
+    request_id: str
+
+    @property
+    def done(self) -> bool: ...
+
+    def result(self, timeout: float | None = None) -> GenerationResult: ...
+
+    def __iter__(self) -> Iterator[Event]: ...
+
+
+class EngineAPI(Protocol):
+    """The engine as the server, the TUI and the CLI use it (vibe_edge.engine.Engine, or a test
+    double): submit a request and stream its events, report status, close.
+
+    submit() raises at once for a request that cannot run (InvalidRequest,
+    ContextLengthExceeded, EngineBusy, EngineClosed); everything after that arrives as events.
+    """
+
+    @property
+    def info(self) -> ModelInfo: ...
+
+    def submit(self, request: GenerationRequest) -> RequestStream: ...
+
+    def status(self) -> EngineStatus: ...
+
+    def close(self, grace_s: float = 0.0) -> None: ...

@@ -1,18 +1,19 @@
-"""Chat helpers around the engine: prompts in, reasoning and answers out.
+"""Text processing below the engine: prompts in, reasoning and answers out.
 
-Pure Python (no llama.cpp): templates, presets, the think-block parser, the loop guard, the
-boxed-answer extractor and the CJK advisory.
+Pure Python (no llama.cpp, nothing of the engine): chat templates, the think-block parser, the
+loop guard, the boxed-answer extractor and the CJK advisory. The engine imports these; they
+import only vibe_edge.types and vibe_edge.errors.
 """
 
-from vibe_edge.chat.boxed import extract_boxed
-from vibe_edge.chat.language import (
+from vibe_edge.text.boxed import extract_boxed
+from vibe_edge.text.language import (
     CJK_ADVISORY,
     DEFAULT_CJK_MIN_LETTERS,
     DEFAULT_CJK_THRESHOLD,
     cjk_advisory,
     cjk_ratio,
 )
-from vibe_edge.chat.loop_guard import (
+from vibe_edge.text.loop_guard import (
     DEFAULT_CHECK_EVERY,
     DEFAULT_MAX_PERIOD,
     DEFAULT_MIN_REPEATS,
@@ -20,23 +21,19 @@ from vibe_edge.chat.loop_guard import (
     DEFAULT_TOLERANCE,
     LoopGuard,
 )
-from vibe_edge.chat.reasoning import (
+from vibe_edge.text.reasoning import (
     DEFAULT_CLOSE_TAG,
     DEFAULT_OPEN_TAG,
     Piece,
     ReasoningParser,
     split_reasoning,
 )
-from vibe_edge.chat.template import (
+from vibe_edge.text.template import (
     CHATML_TEMPLATE,
     normalize_messages,
     prompt_prefills_think,
     render_chat,
 )
-
-# Last: presets needs vibe_edge.engine.types, and importing that runs the engine package, which
-# imports the chat modules above; they are all complete by now.
-from vibe_edge.chat.presets import DEFAULT_PRESET, PRESETS, Preset, apply_preset, get_preset  # noqa: E402
 
 __all__ = [
     # reasoning
@@ -65,10 +62,4 @@ __all__ = [
     "normalize_messages",
     "render_chat",
     "prompt_prefills_think",
-    # presets
-    "DEFAULT_PRESET",
-    "Preset",
-    "PRESETS",
-    "get_preset",
-    "apply_preset",
 ]

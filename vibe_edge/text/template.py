@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 from jinja2 import Template
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
-from vibe_edge.chat.reasoning import DEFAULT_OPEN_TAG
+from vibe_edge.text.reasoning import DEFAULT_OPEN_TAG
 from vibe_edge.errors import InvalidRequest, VibeEdgeError
 
 __all__ = [

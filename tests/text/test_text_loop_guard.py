@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vibe_edge.chat.loop_guard import (
+from vibe_edge.text.loop_guard import (
     DEFAULT_CHECK_EVERY,
     DEFAULT_MAX_PERIOD,
     DEFAULT_MIN_REPEATS,

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from vibe_edge.chat import template as template_module
-from vibe_edge.chat.template import (
+from vibe_edge.text import template as template_module
+from vibe_edge.text.template import (
     CHATML_TEMPLATE,
     normalize_messages,
     prompt_prefills_think,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vibe_edge.chat.language import (
+from vibe_edge.text.language import (
     CJK_ADVISORY,
     DEFAULT_CJK_MIN_LETTERS,
     DEFAULT_CJK_THRESHOLD,

@@ -11,11 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-# template first: importing engine.types runs vibe_edge.engine's __init__, which imports
-# vibe_edge.chat.template, so that module must already be complete by then.
-from vibe_edge.chat.template import normalize_messages
-from vibe_edge.engine.types import SamplingParams
+from vibe_edge.defaults import DEFAULT_PRESET, NO_THINKING, UNLIMITED_THINKING
 from vibe_edge.errors import InvalidRequest
+from vibe_edge.text.template import normalize_messages
+from vibe_edge.types import SamplingParams
 
 __all__ = [
     "DEFAULT_PRESET",
@@ -27,8 +26,6 @@ __all__ = [
     "get_preset",
     "apply_preset",
 ]
-
-DEFAULT_PRESET = "math"
 
 MATH_SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
 """The Qwen2.5-Math template's own default system prompt, which VibeThinker was built on."""
@@ -51,13 +48,6 @@ _MAX_GENERATION = 40960
 _ANSWER_RESERVE = 8192
 
 _TOP_P = 0.95
-
-
-# Thinking budget values where users type them (flags, config, HTTP bodies, the chat's settings),
-# as llama.cpp's --reasoning-budget: a number of tokens, 0 for no thinking at all, and -1 for no
-# budget. Unset (None) means the preset's budget.
-NO_THINKING = 0
-UNLIMITED_THINKING = -1
 
 
 def resolve_thinking_budget(asked: int | None, default: int | None) -> int | None:

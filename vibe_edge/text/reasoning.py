@@ -14,12 +14,9 @@ which case the output holds only `</think>`.
 from __future__ import annotations
 
 from enum import Enum
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TypeAlias
 
-if TYPE_CHECKING:
-    # Only for type checkers: vibe_edge.engine imports this module, so a runtime import of the
-    # engine package from here would be circular.
-    from vibe_edge.engine.types import Channel
+from vibe_edge.types import Channel
 
 __all__ = [
     "DEFAULT_OPEN_TAG",
@@ -32,10 +29,10 @@ __all__ = [
 DEFAULT_OPEN_TAG = "<think>"
 DEFAULT_CLOSE_TAG = "</think>"
 
-Piece: TypeAlias = "tuple[Channel, str]"
+Piece: TypeAlias = tuple[Channel, str]
 """One run of text on one channel: ("reasoning", text) or ("answer", text)."""
 
-_REASONING: Channel = "reasoning"  # the values of engine.types.Channel
+_REASONING: Channel = "reasoning"  # the values of vibe_edge.types.Channel
 _ANSWER: Channel = "answer"
 
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vibe_edge.chat.reasoning import ReasoningParser, split_reasoning
+from vibe_edge.text.reasoning import ReasoningParser, split_reasoning
 
 # (generated text, template pre-filled <think>, expected reasoning, expected answer)
 SAMPLES: list[tuple[str, bool, str, str]] = [

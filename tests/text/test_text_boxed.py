@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vibe_edge.chat.boxed import extract_boxed
+from vibe_edge.text.boxed import extract_boxed
 
 
 @pytest.mark.parametrize(
