@@ -26,7 +26,7 @@ from convert.atomic import (
 )
 from convert.core import DEFAULT_OUTTYPE, convert_folder, resolve_outtype
 from convert.errors import ConvertError, DependencyMissing, VerificationFailed
-from convert.ggufinfo import read_gguf
+from vibe_edge.gguf_reader import read_gguf
 from convert.hub import download_checkpoint, download_gguf, looks_like_repo_id
 from convert.quantize import QUANT_TYPES, normalize_quant, quantize_gguf
 from convert.reader import open_checkpoint

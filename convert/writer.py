@@ -81,14 +81,17 @@ class _FastArrayWriter(gguf.GGUFWriter):
     """GGUFWriter whose homogeneous string/int arrays pack in one pass.
 
     The stock writer packs arrays element by element with type checks (about 2 s for the
-    151,936 tokens + 151,387 merges of the Qwen2 vocabulary); the bytes are the same.
+    151,936 tokens + 151,387 merges of the Qwen2 vocabulary); the bytes are the same. This
+    overrides gguf's private `_pack_val`, so pyproject pins the gguf minor version it was
+    tested with, and tests/convert/test_gguf_writer.py compares its bytes with the stock
+    writer's: an upgrade that changes the method fails there, not in a user's file.
     """
 
     def _pack_val(self, val: Any, vtype: gguf.GGUFValueType, add_vtype: bool,
                   sub_type: gguf.GGUFValueType | None = None) -> bytes:
         little = self.endianess == gguf.GGUFEndian.LITTLE
-        if (vtype == gguf.GGUFValueType.ARRAY and little and isinstance(val, list) and len(val) > 1024
-                and sub_type is None):
+        if (vtype == gguf.GGUFValueType.ARRAY and little and isinstance(val, list)
+                and len(val) > FAST_ARRAY_MIN_ITEMS and sub_type is None):
             if all(type(v) is str for v in val):
                 head = struct.pack("<IIQ", int(vtype), int(gguf.GGUFValueType.STRING), len(val))
                 encoded = [v.encode("utf-8") for v in val]
@@ -98,6 +101,10 @@ class _FastArrayWriter(gguf.GGUFWriter):
                 head = struct.pack("<IIQ", int(vtype), int(gguf.GGUFValueType.INT32), len(val))
                 return (head if add_vtype else head[4:]) + np.asarray(val, dtype="<i4").tobytes()
         return super()._pack_val(val, vtype, add_vtype, sub_type)
+
+
+# Arrays longer than this take the one-pass path (shorter ones are not worth it).
+FAST_ARRAY_MIN_ITEMS = 1024
 
 
 def f32_to_bf16_bits(x: np.ndarray) -> np.ndarray:
@@ -242,6 +249,13 @@ def _add_hparams(writer: gguf.GGUFWriter, spec: ModelSpec, ftype: gguf.LlamaFile
         writer.add_rope_dimension_count(spec.head_dim)
 
 
+def _pad(fout: Any, n: int, alignment: int) -> None:
+    """Zeros up to the next multiple of `alignment` after `n` bytes (GGUF's tensor alignment)."""
+    pad = gguf.GGUFWriter.ggml_pad(n, alignment) - n
+    if pad:
+        fout.write(bytes(pad))
+
+
 def write_gguf(
     spec: ModelSpec,
     checkpoint: Checkpoint,
@@ -291,15 +305,20 @@ def write_gguf(
         writer.add_string("vibe_edge.source.repo", source.repo)
         writer.add_string("vibe_edge.source.revision", source.revision or "main")
 
+    # The header, metadata and tensor directory through gguf's own writer (its public steps, in
+    # its order); then the writer is closed and the tensor data appended from our own handle,
+    # in chunks: gguf's write_tensor_data wants each tensor whole in memory.
     try:
         writer.write_header_to_file(path=Path(out_path))
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
-        assert writer.fout is not None
-        fout = writer.fout[0]
+    finally:
+        writer.close()
+    alignment = writer.data_alignment
+    with open(out_path, "ab") as fout:
         done = 0
         for plan in plans:
-            writer.write_padding(fout, fout.tell())
+            _pad(fout, fout.tell(), alignment)
             written = 0
             for chunk in _iter_tensor_bytes(plan, outtype, chunk_bytes):
                 # file.write, not ndarray.tofile: a short write (disk full) then raises OSError
@@ -313,10 +332,8 @@ def write_gguf(
             if written != expected:  # a guard against our own bugs: never write a wrong layout
                 raise CheckpointError(f"internal error: wrote {written} bytes for {plan.gguf_name}, "
                                       f"expected {expected}")
-            writer.write_padding(fout, written)
+            _pad(fout, written, alignment)
         fout.flush()
-    finally:
-        writer.close()
     return WriteResult(
         path=Path(out_path), outtype=outtype, n_params=n_params, n_tensors=len(plans),
         size_bytes=Path(out_path).stat().st_size,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from convert.core import convert_folder
-from convert.ggufinfo import read_gguf
+from vibe_edge.gguf_reader import read_gguf
 from convert.reader import open_checkpoint
 from convert.spec import permute_qk
 from convert.synth import THINK_TOKENS

@@ -68,7 +68,7 @@ def test_convert_from_cached_hub_repo_offline(tiny_tied, tmp_path, hub_cache):
     assert manifest is not None
     assert manifest.source["repo"] == "WeiboAI/VibeThinker-tiny"
     assert manifest.source["revision"] == COMMIT
-    from convert.ggufinfo import read_gguf
+    from vibe_edge.gguf_reader import read_gguf
 
     fields = read_gguf(models / "VibeThinker-tiny-BF16.gguf").fields
     assert fields["vibe_edge.source.repo"] == "WeiboAI/VibeThinker-tiny"

@@ -8,7 +8,7 @@ import pytest
 
 from convert.corpus import SPECIAL_TAGS, eval_text, parity_corpus
 from convert.core import convert_folder
-from convert.ggufinfo import read_gguf
+from vibe_edge.gguf_reader import read_gguf
 from convert.quantize import QUANT_TYPES, quantize_gguf
 
 pytest.importorskip("llama_cpp")

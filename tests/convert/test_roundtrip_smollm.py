@@ -17,7 +17,7 @@ from gguf.constants import GGML_QUANT_SIZES
 from gguf.quants import dequantize
 
 from convert.core import convert_folder
-from convert.ggufinfo import GGUFInfo, read_gguf
+from vibe_edge.gguf_reader import GGUFFile, read_gguf
 from convert.synth import write_safetensors
 
 llama_cpp = pytest.importorskip("llama_cpp")
@@ -30,7 +30,7 @@ _LAYER = {
 }
 
 
-def _dequant(info: GGUFInfo, name: str) -> np.ndarray:
+def _dequant(info: GGUFFile, name: str) -> np.ndarray:
     t = info.tensor(name)
     hf_shape = tuple(reversed(t.shape))
     block, size = GGML_QUANT_SIZES[t.type]
@@ -44,7 +44,7 @@ def _unpermute(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def _tokenizer_json(info: GGUFInfo, folder: Path) -> None:
+def _tokenizer_json(info: GGUFFile, folder: Path) -> None:
     from tokenizers import AddedToken, Tokenizer, decoders, pre_tokenizers
     from tokenizers.models import BPE
 

@@ -87,7 +87,7 @@ def _find(folder: Path, name: str) -> Any:
 
 
 def _gguf_metadata(path: Path) -> dict[str, Any]:
-    from convert.ggufinfo import read_gguf
+    from vibe_edge.gguf_reader import read_gguf
 
     info = read_gguf(path)
     meta: dict[str, Any] = {}
@@ -99,7 +99,8 @@ def _gguf_metadata(path: Path) -> dict[str, Any]:
         meta[key] = value
     types: dict[str, int] = {}
     for t in info.tensors:
-        types[t.type.name] = types.get(t.type.name, 0) + 1
+        kind = getattr(t.type, "name", f"type {t.type}")  # a type newer than the gguf tables
+        types[kind] = types.get(kind, 0) + 1
     return {"metadata": meta, "n_tensors": len(info.tensors), "tensor_types": types,
             "n_params": sum(t.n_elements for t in info.tensors)}
 
