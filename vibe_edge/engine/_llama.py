@@ -12,7 +12,7 @@ import collections
 import ctypes
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import llama_cpp as C
@@ -236,6 +236,11 @@ class Context:
         """Drop positions [start, end) of a sequence (-1: open bound)."""
         return bool(C.llama_memory_seq_rm(self.memory, seq, start, end))
 
+    def seq_copy(self, src: int, dst: int, start: int = -1, end: int = -1) -> None:
+        """Make positions [start, end) of `src` belong to `dst` too (-1: open bound). With a
+        non-unified cache the cells are copied into dst's own stream."""
+        C.llama_memory_seq_cp(self.memory, src, dst, start, end)
+
     def seq_pos_max(self, seq: int) -> int:
         return int(C.llama_memory_seq_pos_max(self.memory, seq))
 
@@ -343,11 +348,3 @@ class Sampler:
         if self.ptr:
             C.llama_sampler_free(self.ptr)
             self.ptr = None
-
-
-def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i

@@ -26,7 +26,8 @@ from vibe_edge.defaults import (
     MIN_BATCH_SIZE,
     MIN_CTX_PER_SLOT,
 )
-from vibe_edge.engine._llama import Context, ContextParams, Model, Sampler, supports_gpu_offload
+from vibe_edge.engine._llama import Batch, Context, ContextParams, Model, Sampler, supports_gpu_offload
+from vibe_edge.engine.backend import LlamaBackend
 from vibe_edge.engine.grammar import grammar_for
 from vibe_edge.engine.handle import RequestHandle
 from vibe_edge.engine.job import Job
@@ -127,9 +128,10 @@ class Engine:
         self._think_open = model.tokenize("<think>", add_special=False)[0] if thinks else None
         if config.warmup:
             self._warm_up()
-        self._scheduler = Scheduler(model, self._ctx, batch_size=config.batch_size,
-                                    prefill_chunk_busy=config.prefill_chunk_busy,
-                                    queue_size=config.queue_size)
+        self._scheduler = Scheduler(
+            LlamaBackend(model, self._ctx), batch_size=config.batch_size,
+            prefill_chunk_busy=config.prefill_chunk_busy, queue_size=config.queue_size,
+            close_tokens=model.tokenize(THINK_CLOSE_TEXT, add_special=False, parse_special=True))
         self._scheduler.start()
         self._closed = False
         # submit() reads the model (template, tokenizer, sampler) outside the scheduler thread:
@@ -138,8 +140,6 @@ class Engine:
 
     def _warm_up(self) -> None:
         """One tiny decode so the first user does not pay for lazy allocations and page-ins."""
-        from vibe_edge.engine._llama import Batch
-
         batch = Batch(2)
         try:
             first = self._model.special_token("bos")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from vibe_edge.engine._llama import Context, Sampler
+from vibe_edge.engine.backend import DecodeBackend, TokenSampler
 from vibe_edge.engine.detokenize import Detokenizer, StopMatcher
 from vibe_edge.engine.handle import RequestHandle
 from vibe_edge.text.boxed import extract_boxed
@@ -40,14 +40,14 @@ class Job:
     request: GenerationRequest
     handle: RequestHandle
     prompt_tokens: list[int]
-    sampler: Sampler
+    sampler: TokenSampler
     max_new_tokens: int
     deadline: float  # time.monotonic() value
     start_in_reasoning: bool = False
     # Structured output on a thinking model: `sampler` draws the reasoning freely and this one,
     # holding the grammar, draws the answer (a grammar from the first token would forbid the
     # think block, and a reasoning model that may not think answers far worse).
-    answer_sampler: Sampler | None = None
+    answer_sampler: TokenSampler | None = None
     think_open: int | None = None  # the `<think>` token id, when it is a single token
     notices: list[tuple[str, str]] = field(default_factory=list)  # sent when the job starts
     submitted_at: float = field(default_factory=time.monotonic)
@@ -79,17 +79,17 @@ class Job:
         return self.request.request_id
 
     # -- sampling -------------------------------------------------------------------------------
-    def sample(self, ctx: Context, index: int) -> int:
+    def sample(self, backend: DecodeBackend, index: int) -> int:
         """Draw the next token from the logits at batch index `index`."""
         grammar = self.answer_sampler
         if grammar is None:
-            return self.sampler.sample(ctx, index)
+            return backend.sample(self.sampler, index)
         if self.n_generated == 0 and not self.start_in_reasoning:
             # Will the model open a think block? Ask the free sampler; if it does not, the
             # answer starts right here and this first token must obey the grammar too.
-            token = self.sampler.sample(ctx, index)
-            return token if token == self.think_open else grammar.sample(ctx, index)
-        return (self.sampler if self.parser.in_reasoning else grammar).sample(ctx, index)
+            token = backend.sample(self.sampler, index)
+            return token if token == self.think_open else backend.sample(grammar, index)
+        return backend.sample(self.sampler if self.parser.in_reasoning else grammar, index)
 
     def close_samplers(self) -> None:
         self.sampler.close()

@@ -1,4 +1,4 @@
-"""The scheduler thread: continuous batching over the context's sequence slots.
+"""The scheduler thread: continuous batching over the backend's sequence slots.
 
 Each step it (1) admits queued jobs into free slots, reusing the longest cached prefix,
 (2) drops cancelled and expired jobs, (3) builds ONE batch: a token for every generating slot
@@ -7,6 +7,9 @@ first, then a chunk of pending prompt for slots still prefilling, (4) decodes it
 
 Prefill chunks shrink while others are generating (`prefill_chunk_busy`), so a user's
 10k-token prompt costs everyone else a short pause per step, not a frozen stream.
+
+The scheduler talks to llama.cpp only through a DecodeBackend (engine/backend.py), so this
+policy is tested on a fake backend as well as on the real model.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from vibe_edge.engine._llama import Batch, Context, Model, common_prefix_len
+from vibe_edge.engine.backend import DecodeBackend
 from vibe_edge.engine.job import Job
-from vibe_edge.types import Finished, FinishReason, GenerationResult, ReasoningEnd, RequestStats, Started
 from vibe_edge.errors import EngineBusy, EngineClosed
+from vibe_edge.types import Finished, FinishReason, GenerationResult, ReasoningEnd, RequestStats, Started
 
 log = logging.getLogger("vibe_edge.engine")
 
@@ -44,17 +48,18 @@ class Slot:
 
 
 class Scheduler:
-    def __init__(self, model: Model, ctx: Context, *, batch_size: int, prefill_chunk_busy: int,
-                 queue_size: int):
-        self.model = model
-        self.ctx = ctx
-        self.ctx_per_slot = ctx.params.ctx_per_seq
+    """close_tokens: THINK_CLOSE_TEXT tokenized, fed when the engine closes a think block."""
+
+    def __init__(self, backend: DecodeBackend, *, batch_size: int, prefill_chunk_busy: int,
+                 queue_size: int, close_tokens: list[int]):
+        self.backend = backend
+        self.ctx_per_slot = backend.ctx_per_seq
         self.batch_size = batch_size
         self.prefill_chunk_busy = prefill_chunk_busy
         self.queue_size = queue_size
-        self.slots = [Slot(seq) for seq in range(ctx.params.n_seq)]
-        self.batch = Batch(batch_size)
-        self.close_tokens = model.tokenize(THINK_CLOSE_TEXT, add_special=False, parse_special=True)
+        self.slots = [Slot(seq) for seq in range(backend.n_seq)]
+        self.batch = backend.new_batch(batch_size)
+        self.close_tokens = list(close_tokens)
 
         self._queue: deque[Job] = deque()
         self._cond = threading.Condition()
@@ -96,7 +101,7 @@ class Scheduler:
             if not self.idle():
                 return
             for slot in self.slots:
-                self.ctx.seq_remove(slot.seq, -1, -1)
+                self.backend.remove(slot.seq)
                 slot.cached = []
 
     def stop_accepting(self) -> None:
@@ -130,7 +135,7 @@ class Scheduler:
                 if not self._running:
                     break
             try:
-                self._step()
+                self.step()
             except Exception as exc:  # a bug must not wedge the slots: fail what is running
                 log.exception("scheduler step failed")
                 for slot in self.slots:
@@ -145,13 +150,15 @@ class Scheduler:
         for job in queued:
             _finish_unadmitted(job, FinishReason.CANCELLED)
 
-    def _step(self) -> None:
+    def step(self) -> None:
+        """One scheduling step: admit, reap, build one batch, decode it, sample. The thread's
+        loop calls it; the policy tests drive it directly on a fake backend."""
         self._admit()
         self._reap()
         feeds = self._build_batch()
         if not feeds:
             return
-        status = self.ctx.decode(self.batch)
+        status = self.backend.decode(self.batch)
         self.steps += 1
         if status != 0:
             self._decode_failed(status, feeds)
@@ -164,7 +171,7 @@ class Scheduler:
             if logits_index is not None and slot.job is not None:
                 if slot.job.prefill_done_at is None:
                     slot.job.prefill_done_at = now
-                token = slot.job.sample(self.ctx, logits_index)
+                token = slot.job.sample(self.backend, logits_index)
                 self._on_token(slot, token)
 
     def _admit(self) -> None:
@@ -186,7 +193,7 @@ class Scheduler:
             # its logits are what we sample the first new token from.
             keep = min(common_prefix_len(slot.cached, job.prompt_tokens), len(job.prompt_tokens) - 1)
             if keep < len(slot.cached):
-                self.ctx.seq_remove(slot.seq, keep, -1)
+                self.backend.remove(slot.seq, keep, -1)
                 del slot.cached[keep:]
             slot.pending = job.prompt_tokens[keep:]
             slot.job = job
@@ -266,7 +273,7 @@ class Scheduler:
         assert job is not None
         if job.first_token_at is None:
             job.first_token_at = time.monotonic()
-        if self.model.is_eog(token):
+        if self.backend.is_eog(token):
             self._finish(slot, FinishReason.STOP)
             return
         stopped = self._take_token(job, token)
@@ -283,7 +290,7 @@ class Scheduler:
 
     def _take_token(self, job: Job, token: int) -> bool:
         was_reasoning = job.parser.in_reasoning
-        stopped = job.take_text(job.detok.feed(self.model.piece(token)))
+        stopped = job.take_text(job.detok.feed(self.backend.piece(token)))
         job.count_token(was_reasoning)
         if was_reasoning and not job.parser.in_reasoning and job.reasoning_end is None:
             job.reasoning_end = ReasoningEnd.MODEL
@@ -308,7 +315,7 @@ class Scheduler:
         if room <= len(self.close_tokens) + 1:
             return  # no room left to answer anyway; the length limit will end it
         for forced in self.close_tokens:
-            job.take_text(job.detok.feed(self.model.piece(forced)))
+            job.take_text(job.detok.feed(self.backend.piece(forced)))
             job.count_token(True)
         job.sampler.accept(self.close_tokens)
         slot.pending.extend(self.close_tokens)
@@ -322,10 +329,18 @@ class Scheduler:
         slot.job = None
         slot.pending = []
         if clear_kv:
-            self.ctx.seq_remove(slot.seq, -1, -1)
+            self.backend.remove(slot.seq)
             slot.cached = []
         job.flush_text()
         job.finish(reason, error)
+
+
+def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
 
 
 def _finish_unadmitted(job: Job, reason: FinishReason) -> None:
