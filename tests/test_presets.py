@@ -147,12 +147,3 @@ def test_math_preset_renders_one_system_block_with_the_real_template() -> None:
     assert prompt.count("<|im_start|>system") == 1
     assert prompt.count(MATH_SYSTEM_PROMPT) == 1
     assert prompt.endswith("1+1?" + MATH_USER_SUFFIX + "<|im_end|>\n<|im_start|>assistant\n")
-
-
-def test_thinking_budget_values_read_as_llama_cpp_reads_them():
-    from vibe_edge.presets import resolve_thinking_budget
-
-    assert resolve_thinking_budget(None, 6144) == 6144  # unset: the preset's
-    assert resolve_thinking_budget(500, 6144) == 500
-    assert resolve_thinking_budget(0, 6144) == 0  # no thinking
-    assert resolve_thinking_budget(-1, 6144) is None  # no budget

@@ -204,3 +204,24 @@ def test_default_models_dir_prefers_the_checkout(tmp_path: Path, monkeypatch) ->
     (tmp_path / "checkout" / "models").mkdir()
     assert default_models_dir() == tmp_path / "checkout" / "models"
     assert Settings().resolved_models_dir == tmp_path / "checkout" / "models"
+
+
+def test_serve_knobs_are_settings_too(tmp_path: Path) -> None:
+    """CORS, the body limit, the grace period and keep-alives come from the config file and the
+    environment like every other knob (and so `doctor --json` shows them)."""
+    from vibe_edge.server import ServerConfig
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('cors_origins = ["http://localhost:3000"]\nmax_body_bytes = 4096\ngrace_s = 0\n')
+    s = load_settings(config_file=cfg, env={"VIBE_EDGE_KEEPALIVE_S": "2.5", "VIBE_EDGE_MAX_TOKENS": "300"})
+    assert s.cors_origins == ("http://localhost:3000",) and s.max_body_bytes == 4096
+    assert (s.grace_s, s.keepalive_s, s.max_tokens) == (0.0, 2.5, 300)
+    config = ServerConfig.from_settings(s)
+    assert (config.cors_origins, config.max_body_bytes, config.grace_s, config.keepalive_s,
+            config.max_tokens) == (("http://localhost:3000",), 4096, 0.0, 2.5, 300)
+    env = load_settings(config_file=cfg, env={"VIBE_EDGE_CORS_ORIGINS": "http://a, http://b"})
+    assert env.cors_origins == ("http://a", "http://b")
+    with pytest.raises(SettingsError, match="max_body_bytes"):
+        load_settings(config_file=cfg, env={"VIBE_EDGE_MAX_BODY_BYTES": "10"})
+    with pytest.raises(SettingsError, match="keepalive_s"):
+        load_settings(config_file=cfg, env={"VIBE_EDGE_KEEPALIVE_S": "0"})

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vibe_edge.defaults import DEFAULT_PRESET, NO_THINKING, UNLIMITED_THINKING
+from vibe_edge.defaults import DEFAULT_PRESET
 from vibe_edge.errors import InvalidRequest
 from vibe_edge.text.template import normalize_messages
 from vibe_edge.types import SamplingParams
@@ -48,13 +48,6 @@ _MAX_GENERATION = 40960
 _ANSWER_RESERVE = 8192
 
 _TOP_P = 0.95
-
-
-def resolve_thinking_budget(asked: int | None, default: int | None) -> int | None:
-    """A user's thinking budget -> the engine's (ReasoningOptions: None is no budget)."""
-    if asked is None:
-        return default
-    return None if asked == UNLIMITED_THINKING else asked
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,11 @@ import platformdirs
 
 from vibe_edge.defaults import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_GRACE_S,
     DEFAULT_HOST,
+    DEFAULT_KEEPALIVE_S,
+    DEFAULT_LOOP_GUARD,
+    DEFAULT_MAX_BODY_BYTES,
     DEFAULT_LOG_LEVEL,
     DEFAULT_PORT,
     DEFAULT_PRESET,
@@ -34,6 +38,7 @@ from vibe_edge.defaults import (
     MAX_CTX_PER_SLOT,
     MIN_BATCH_SIZE,
     MIN_CTX_PER_SLOT,
+    MIN_MAX_BODY_BYTES,
 )
 from vibe_edge.errors import SettingsError
 
@@ -66,7 +71,9 @@ CONFIG_ENV_VAR = "VIBE_EDGE_CONFIG"
 ENV_PREFIX = "VIBE_EDGE_"
 # Command-line spellings that differ from "--" + the field name with dashes; used only to name
 # the source of a bad value, so keep in step with the CLI.
-FLAG_NAMES: Mapping[str, str] = MappingProxyType({"ctx_per_slot": "--ctx"})
+FLAG_NAMES: Mapping[str, str] = MappingProxyType({
+    "ctx_per_slot": "--ctx", "request_timeout_s": "--timeout", "cors_origins": "--cors-origin",
+    "max_body_bytes": "--max-body", "grace_s": "--grace", "keepalive_s": "--keepalive"})
 
 _AUTO_WORDS = ("", "auto", "none")
 _TRUE_WORDS = ("1", "true", "yes", "on")
@@ -103,10 +110,20 @@ class Settings:
     # thinking; -1: no budget (as llama.cpp's --reasoning-budget).
     thinking_budget: int | None = None
     # Detect repetition loops in the thinking and end them (VibeThinker can loop forever).
-    loop_guard: bool = True
+    loop_guard: bool = DEFAULT_LOOP_GUARD
+    # The most tokens one request may generate (thinking included); None: what the slot holds.
+    max_tokens: int | None = None
     # Address the OpenAI-compatible server binds to; loopback unless exposed on purpose.
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
+    # Browser origins the server allows (CORS); empty: CORS off. In the environment, comma-separated.
+    cors_origins: tuple[str, ...] = ()
+    # The largest request body the server accepts, in bytes (413 beyond).
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # On SIGTERM the server lets running requests finish this many seconds, then cancels them.
+    grace_s: float = DEFAULT_GRACE_S
+    # A streamed response sends an SSE comment after this many seconds without output.
+    keepalive_s: float = DEFAULT_KEEPALIVE_S
     # Python logging level name, one of LOG_LEVELS.
     log_level: str = DEFAULT_LOG_LEVEL
     # Where each non-default value came from: field -> "env VIBE_EDGE_SLOTS" etc. Not a setting.
@@ -264,17 +281,29 @@ def _int_check(low: int | None, high: int | None, what: str, *, optional: bool
     return check
 
 
-def _float_check(source: str, name: str, value: Any) -> float:
-    expected = "a number of seconds > 0"
-    if isinstance(value, bool):
-        raise _bad(source, name, value, expected)
-    try:
-        number = float(value.strip() if isinstance(value, str) else value)
-    except (TypeError, ValueError):
-        raise _bad(source, name, value, expected) from None
-    if not math.isfinite(number) or number <= 0:
-        raise _bad(source, name, value, expected)
-    return number
+def _seconds_check(*, zero_ok: bool) -> Callable[[str, str, Any], float]:
+    expected = "a number of seconds >= 0" if zero_ok else "a number of seconds > 0"
+
+    def check(source: str, name: str, value: Any) -> float:
+        if isinstance(value, bool):
+            raise _bad(source, name, value, expected)
+        try:
+            number = float(value.strip() if isinstance(value, str) else value)
+        except (TypeError, ValueError):
+            raise _bad(source, name, value, expected) from None
+        if not math.isfinite(number) or number < 0 or (number == 0 and not zero_ok):
+            raise _bad(source, name, value, expected)
+        return number
+
+    return check
+
+
+def _texts_check(source: str, name: str, value: Any) -> tuple[str, ...]:
+    """A list of strings; from the environment, one comma-separated string."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+        raise _bad(source, name, value, "a list of strings (comma-separated in the environment)")
+    return tuple(i.strip() for i in items if i.strip())
 
 
 def _bool_check(source: str, name: str, value: Any) -> bool:
@@ -333,14 +362,20 @@ _CHECKS: dict[str, Callable[[str, str, Any], Any]] = {
     "batch_size": _int_check(MIN_BATCH_SIZE, MAX_BATCH_SIZE,
                              f"an integer from {MIN_BATCH_SIZE} to {MAX_BATCH_SIZE}", optional=False),
     "queue_size": _int_check(1, 100_000, "an integer from 1 to 100000", optional=False),
-    "request_timeout_s": _float_check,
+    "request_timeout_s": _seconds_check(zero_ok=False),
     "preset": _text_check(optional=False),
     "thinking_budget": _int_check(-1, None, 'an integer >= 0 (tokens; 0: no thinking), or -1 for no budget',
                                   optional=True),
     "loop_guard": _bool_check,
+    "max_tokens": _int_check(1, None, "a number of tokens >= 1", optional=True),
     "host": _text_check(optional=False),
     # 0 asks the system for any free port; `serve` prints the one it got.
     "port": _int_check(0, 65535, "a port number from 1 to 65535, or 0 for any free port", optional=False),
+    "cors_origins": _texts_check,
+    "max_body_bytes": _int_check(MIN_MAX_BODY_BYTES, None, f"a number of bytes >= {MIN_MAX_BODY_BYTES}",
+                                 optional=False),
+    "grace_s": _seconds_check(zero_ok=True),
+    "keepalive_s": _seconds_check(zero_ok=False),
     "log_level": _choice_check(LOG_LEVELS, optional=False),
 }
 

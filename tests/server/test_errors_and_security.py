@@ -13,7 +13,7 @@ from vibe_edge.errors import SettingsError
 from vibe_edge.server import BackgroundServer, ServerConfig, check_exposure, is_loopback_host, read_api_keys
 
 from .conftest import MODEL_ID
-from .fakes import ScriptedEngine
+from doubles import ScriptedEngine
 
 KEY = "sk-test-0123456789"
 CHAT = "/v1/chat/completions"

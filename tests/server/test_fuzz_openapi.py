@@ -2,9 +2,9 @@
 negative requests for every operation, against the real engine on the demo model. Whatever the
 request, the answer is never a 5xx.
 
-The engine behind this server caps every generation at one token (a thin wrapper around the
-real Engine), so the fuzzer exercises parsing, validation, templating, tokenizing, grammar and
-sampler construction without spending minutes decoding."""
+The server caps every generation at one token (ServerConfig.max_tokens, `serve --max-tokens`),
+so the fuzzer exercises parsing, validation, templating, tokenizing, grammar and sampler
+construction on the real engine without spending minutes decoding."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
 
-from vibe_edge.engine import Engine, EngineConfig, GenerationRequest  # noqa: E402
+from vibe_edge.engine import Engine, EngineConfig  # noqa: E402
 from vibe_edge.server import BackgroundServer, ServerConfig, create_app  # noqa: E402
 
 schema = schemathesis.openapi.from_dict(create_app(ServerConfig()).openapi())
@@ -23,24 +23,10 @@ schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.N
 EXAMPLES = 30
 
 
-class OneTokenEngine:
-    """The real engine, with every request's max_tokens capped at 1."""
-
-    def __init__(self, engine: Engine):
-        self._engine = engine
-
-    def __getattr__(self, name):
-        return getattr(self._engine, name)
-
-    def submit(self, request: GenerationRequest):
-        request.max_tokens = 1 if request.max_tokens is None else min(request.max_tokens, 1)
-        return self._engine.submit(request)
-
-
 @pytest.fixture(scope="module")
 def fuzz_server(demo_model):
     engine = Engine(EngineConfig(model_path=str(demo_model), n_slots=2, ctx_per_slot=512, queue_size=16))
-    srv = BackgroundServer(ServerConfig(model_id="demo"), engine=OneTokenEngine(engine))
+    srv = BackgroundServer(ServerConfig(model_id="demo", max_tokens=1), engine=engine)
     srv.start()
     yield srv
     srv.stop()

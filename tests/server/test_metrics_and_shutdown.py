@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from vibe_edge.server import BackgroundServer, ServerConfig
 
 from .conftest import SLOTS, wait_idle
-from .fakes import Script, ScriptedEngine
+from doubles import Script, ScriptedEngine, answer, pause
 
 ASK = {"messages": [{"role": "user", "content": "Say something."}], "max_tokens": 4, "temperature": 0}
 
@@ -84,7 +84,7 @@ def _stream_in_thread(url: str, out: list) -> threading.Thread:
 
 @pytest.mark.parametrize("grace, detail", [(0.2, "cancelled"), (5.0, "stop")])
 def test_shutdown_lets_streams_finish_within_the_grace_period(grace, detail):
-    engine = ScriptedEngine(Script(steps=[("answer", "a"), ("sleep", 1.0), ("answer", "b")]))
+    engine = ScriptedEngine(Script(steps=[answer("a"), pause(1.0), answer("b")]))
     srv = BackgroundServer(ServerConfig(grace_s=grace), engine=engine, owns_engine=True).start()
     out: list[str] = []
     thread = _stream_in_thread(srv.url, out)

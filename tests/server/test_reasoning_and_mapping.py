@@ -14,7 +14,7 @@ from vibe_edge.presets import MATH_SYSTEM_PROMPT, MATH_USER_SUFFIX, get_preset
 from vibe_edge.engine import FinishReason, ReasoningEnd
 from vibe_edge.server import BackgroundServer, ServerConfig
 
-from .fakes import THINKING, Script, ScriptedEngine
+from doubles import THINKING, Script, ScriptedEngine, answer, pause, reasoning
 
 ASK = [{"role": "user", "content": "What is 2 + 2?"}]
 
@@ -153,7 +153,7 @@ def test_server_wide_preset_prompts_and_budget():
     (FinishReason.CANCELLED, "length"), (FinishReason.ERROR, "length"),
 ])
 def test_finish_reason_mapping_after_output(reason, expected):
-    script = Script(steps=[("answer", "partial")], finish=reason,
+    script = Script(steps=[answer("partial")], finish=reason,
                     error="llama_decode failed" if reason is FinishReason.ERROR else None)
     srv, _ = serve(script)
     try:
@@ -206,7 +206,7 @@ def test_timeout_without_output_is_an_empty_length_answer():
 
 
 def test_keepalive_comments_during_a_silent_prefill():
-    srv, _ = serve(Script(steps=[("sleep", 0.5), ("answer", "done")], start_delay_s=0.3), keepalive_s=0.1)
+    srv, _ = serve(Script(steps=[pause(0.5), answer("done")], start_delay_s=0.3), keepalive_s=0.1)
     try:
         with httpx.stream("POST", srv.url + "/v1/chat/completions", json={"messages": ASK, "stream": True}) as r:
             data, comments = sse_events(r.read().decode())
@@ -217,7 +217,7 @@ def test_keepalive_comments_during_a_silent_prefill():
 
 
 def test_reasoning_end_model_and_loop():
-    script = Script(steps=[("reasoning", "hmm"), ("answer", "ok")], reasoning_end=ReasoningEnd.LOOP)
+    script = Script(steps=[reasoning("hmm"), answer("ok")], reasoning_end=ReasoningEnd.LOOP)
     srv, _ = serve(script)
     try:
         choice = httpx.post(srv.url + "/v1/chat/completions", json={"messages": ASK}).json()["choices"][0]

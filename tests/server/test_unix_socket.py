@@ -13,7 +13,7 @@ import pytest
 from vibe_edge.server import BackgroundServer, ServerConfig, bind_unix
 from vibe_edge.server.runner import ServerStartError, remove_own_socket
 
-from .fakes import ScriptedEngine
+from doubles import ScriptedEngine
 
 
 def _uds_client(path) -> httpx.Client:

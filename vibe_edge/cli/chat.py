@@ -78,7 +78,8 @@ def chat(
 
             app = ChatApp(backend, history=store, options=options, export_dir=export_dir,
                           keymap=tui.keymap, sidebar=sidebar if sidebar is not None else tui.sidebar,
-                          theme=theme or tui.theme, pin_preset=preset is not None)
+                          theme=theme or tui.theme, pin_preset=preset is not None,
+                          max_tokens=settings.max_tokens)
             app.run()
         finally:
             store.close()

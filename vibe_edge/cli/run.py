@@ -6,14 +6,12 @@ generation and keeps what was printed.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from typing import Annotated, Optional
 
 import typer
 
-from vibe_edge.presets import DEFAULT_PRESET, apply_preset, get_preset, resolve_thinking_budget
 from vibe_edge.cli.common import (
     CtxOpt,
     GpuLayersOpt,
@@ -24,15 +22,10 @@ from vibe_edge.cli.common import (
     notify,
     settings_from_flags,
 )
-from vibe_edge.engine import (
-    Finished,
-    GenerationRequest,
-    GenerationResult,
-    Notice,
-    ReasoningOptions,
-    TextDelta,
-)
+from vibe_edge.engine import Finished, GenerationRequest, GenerationResult, Notice, TextDelta
+from vibe_edge.requests import Limits, Overrides, build_request
 from vibe_edge.runtime import open_engine
+from vibe_edge.settings import Settings
 
 DIM, BOLD, RESET = "\x1b[2m", "\x1b[1m", "\x1b[0m"
 
@@ -69,27 +62,13 @@ def run(
         settings = settings_from_flags(ctx=ctx, threads=threads, gpu_layers=gpu_layers,
                                        kv_type=kv_type, thinking_budget=thinking_budget,
                                        loop_guard=loop_guard, preset=preset)
-        chosen = get_preset(settings.preset or DEFAULT_PRESET)
-        messages = [{"role": "user", "content": prompt}]
-        if system is not None:
-            messages.insert(0, {"role": "system", "content": system})
-        messages = apply_preset(chosen, messages)
-        sampling = chosen.sampling
-        changes = {k: v for k, v in (("temperature", temperature), ("top_p", top_p), ("seed", seed))
-                   if v is not None}
-        if changes:
-            sampling = dataclasses.replace(sampling, **changes)
-        request = GenerationRequest(
-            messages=messages,
-            sampling=sampling,
-            max_tokens=max_tokens or chosen.max_tokens,
-            reasoning=ReasoningOptions(
-                thinking_budget=resolve_thinking_budget(settings.thinking_budget, chosen.thinking_budget),
-                loop_guard=settings.loop_guard),
-        )
+        overrides = Overrides(system_prompt=system, max_tokens=max_tokens, temperature=temperature,
+                              top_p=top_p, seed=seed)
+        run_request(prompt, settings, overrides, ctx_per_slot=None)  # bad values fail before loading
         # One answer needs one slot: the plan then gives it the whole context budget.
         engine = open_engine(settings, model=model, notify=notify, slots=1)
         try:
+            request = run_request(prompt, settings, overrides, ctx_per_slot=engine.info.ctx_per_slot)
             result = _stream(engine.submit(request), hide_thinking=hide_thinking)
         finally:
             engine.close()
@@ -97,6 +76,17 @@ def run(
             print(json.dumps(_result_dict(result), ensure_ascii=False, indent=2))
         if result.finish_reason.value == "error":
             raise typer.Exit(1)
+
+
+def run_request(prompt: str, settings: Settings, overrides: Overrides, *,
+                ctx_per_slot: int | None) -> GenerationRequest:
+    """`run`'s request: the prompt as one user message, the settings' preset, thinking budget
+    and loop guard as defaults, the command's flags as overrides."""
+    return build_request(settings.preset, messages=[{"role": "user", "content": prompt}],
+                         overrides=overrides,
+                         defaults=Overrides(thinking_budget=settings.thinking_budget,
+                                            loop_guard=settings.loop_guard),
+                         limits=Limits(ctx_per_slot=ctx_per_slot, max_tokens=settings.max_tokens))
 
 
 def _stream(handle, *, hide_thinking: bool) -> GenerationResult:

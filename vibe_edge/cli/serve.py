@@ -25,7 +25,6 @@ from vibe_edge.cli.common import (
     notify,
     settings_from_flags,
 )
-from vibe_edge.defaults import DEFAULT_GRACE_S, DEFAULT_KEEPALIVE_S, DEFAULT_MAX_BODY_BYTES
 from vibe_edge.server.config import ServerConfig, read_api_keys
 
 
@@ -63,13 +62,15 @@ def serve(
         "--loop-guard/--no-loop-guard", help="End thinking that repeats itself.")] = None,
     alias: Annotated[Optional[str], typer.Option(
         help="Model id shown in /v1/models and responses. Default: the model name.")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(
+        help="The most tokens any request may generate, whatever it asks. Default: what a slot holds.")] = None,
     cors_origin: Annotated[Optional[list[str]], typer.Option(
         help="Allow browser requests from this origin (repeatable). CORS is off by default.")] = None,
-    max_body: Annotated[int, typer.Option(help="Largest request body in bytes.")] = DEFAULT_MAX_BODY_BYTES,
-    grace: Annotated[float, typer.Option(
-        help="On SIGTERM, let running requests finish this many seconds, then cancel them.")] = DEFAULT_GRACE_S,
-    keepalive: Annotated[float, typer.Option(
-        help="Send an SSE keep-alive comment after this many seconds without output.")] = DEFAULT_KEEPALIVE_S,
+    max_body: Annotated[Optional[int], typer.Option(help="Largest request body in bytes. Default: 8 MiB.")] = None,
+    grace: Annotated[Optional[float], typer.Option(
+        help="On SIGTERM, let running requests finish this many seconds, then cancel them. Default: 10.")] = None,
+    keepalive: Annotated[Optional[float], typer.Option(
+        help="Send an SSE keep-alive comment after this many seconds without output. Default: 5.")] = None,
     log_level: Annotated[Optional[str], typer.Option(help="debug, info, warning or error.")] = None,
 ) -> None:
     """Serve the model over an OpenAI-compatible HTTP API (chat, completions, models, metrics)."""
@@ -82,21 +83,11 @@ def serve(
                                        kv_type=kv_type, queue_size=queue_size,
                                        request_timeout_s=timeout, preset=preset,
                                        thinking_budget=thinking_budget, loop_guard=loop_guard,
-                                       host=host, port=port, log_level=log_level)
+                                       max_tokens=max_tokens, host=host, port=port,
+                                       log_level=log_level, cors_origins=cors_origin or None,
+                                       max_body_bytes=max_body, grace_s=grace, keepalive_s=keepalive)
         keys = read_api_keys(api_key or (), str(api_key_file) if api_key_file else None)
-        config = ServerConfig(
-            api_keys=keys,
-            cors_origins=tuple(cors_origin or ()),
-            max_body_bytes=max_body,
-            keepalive_s=keepalive,
-            grace_s=grace,
-            default_preset=settings.preset,
-            apply_preset_prompts="preset" in settings.sources,
-            thinking_budget=settings.thinking_budget,
-            loop_guard=settings.loop_guard,
-            request_timeout_s=settings.request_timeout_s,
-            model_id=alias,
-        )
+        config = ServerConfig.from_settings(settings, api_keys=keys, model_id=alias)
         if socket_path is None:
             check_exposure(settings.host, keys)  # before the slow part
         logging.basicConfig(level=settings.log_level.upper(),

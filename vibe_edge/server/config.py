@@ -17,6 +17,7 @@ from vibe_edge.defaults import (
     MIN_MAX_BODY_BYTES,
 )
 from vibe_edge.errors import SettingsError
+from vibe_edge.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class ServerConfig:
     when apply_preset_prompts is set - `serve` sets it when the preset was chosen explicitly).
     thinking_budget / loop_guard: server-wide defaults a request may override.
     request_timeout_s: the longest deadline a request may ask for (None: the engine's).
+    max_tokens: the most tokens a request may generate, whatever it asks (None: the slot's).
     model_id: the name /v1/models reports and responses carry (None: the engine's model name).
     """
 
@@ -44,7 +46,21 @@ class ServerConfig:
     thinking_budget: int | None = None
     loop_guard: bool = DEFAULT_LOOP_GUARD
     request_timeout_s: float | None = None
+    max_tokens: int | None = None
     model_id: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, api_keys: tuple[str, ...] = (),
+                      model_id: str | None = None) -> ServerConfig:
+        """`serve`'s configuration: every knob from the settings (defaults < config file <
+        environment < flags), the keys from where `serve` read them."""
+        return cls(api_keys=api_keys, cors_origins=settings.cors_origins,
+                   max_body_bytes=settings.max_body_bytes, keepalive_s=settings.keepalive_s,
+                   grace_s=settings.grace_s, default_preset=settings.preset,
+                   apply_preset_prompts="preset" in settings.sources,
+                   thinking_budget=settings.thinking_budget, loop_guard=settings.loop_guard,
+                   request_timeout_s=settings.request_timeout_s, max_tokens=settings.max_tokens,
+                   model_id=model_id)
 
     def __post_init__(self) -> None:
         keys = tuple(self.api_keys)

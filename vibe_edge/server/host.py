@@ -1,5 +1,8 @@
 """ModelHost: the engine as the server sees it - loading, ready, failed or stopping.
 
+The server knows the engine only as vibe_edge.types.EngineAPI (submit, status, info, close), so
+it runs on the real engine or on a test double alike.
+
 The server binds its socket first and loads the model in a background thread, so /health can
 say 503 while loading and a supervisor sees the port at once.
 """
@@ -12,8 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
-from vibe_edge.engine import Engine, EngineStatus
 from vibe_edge.errors import EngineClosed, VibeEdgeError
+from vibe_edge.types import EngineAPI, EngineStatus
 
 log = logging.getLogger("vibe_edge.server")
 
@@ -21,9 +24,9 @@ State = Literal["loading", "ready", "failed", "stopping", "stopped"]
 
 
 class ModelHost:
-    def __init__(self, engine: Engine | None = None, *, owns_engine: bool = True,
+    def __init__(self, engine: EngineAPI | None = None, *, owns_engine: bool = True,
                  model_id: str | None = None):
-        self.engine: Engine | None = engine
+        self.engine: EngineAPI | None = engine
         self.owns_engine = owns_engine
         self.state: State = "ready" if engine is not None else "loading"
         self.error: BaseException | None = None
@@ -36,7 +39,7 @@ class ModelHost:
             self._ready.set()
 
     # -- loading --------------------------------------------------------------------------------
-    def load_in_background(self, loader: Callable[[], Engine],
+    def load_in_background(self, loader: Callable[[], EngineAPI],
                            on_ready: Callable[[ModelHost], None] | None = None,
                            on_error: Callable[[BaseException], None] | None = None) -> threading.Thread:
         def run() -> None:
@@ -85,7 +88,7 @@ class ModelHost:
             return self.engine.info.name
         return "loading"
 
-    def require_engine(self) -> Engine:
+    def require_engine(self) -> EngineAPI:
         """The engine, or EngineClosed (503) saying why there is none."""
         engine = self.engine
         if self.state == "ready" and engine is not None:
@@ -122,7 +125,7 @@ class ModelHost:
                                              name="vibe-edge-shutdown", daemon=True)
         self._closing.start()
 
-    def _close(self, engine: Engine | None, grace_s: float) -> None:
+    def _close(self, engine: EngineAPI | None, grace_s: float) -> None:
         if engine is not None:
             try:
                 engine.close(grace_s=grace_s)

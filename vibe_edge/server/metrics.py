@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from vibe_edge.engine import EngineStatus, RequestStats
+from vibe_edge.types import EngineStatus, RequestStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -24,11 +24,11 @@ from types import FrameType
 
 import uvicorn
 
-from vibe_edge.engine import Engine
 from vibe_edge.errors import SettingsError, VibeEdgeError
 from vibe_edge.server.app import create_app
 from vibe_edge.server.config import ServerConfig, is_loopback_host
 from vibe_edge.server.host import ModelHost
+from vibe_edge.types import EngineAPI
 
 log = logging.getLogger("vibe_edge.server")
 
@@ -186,7 +186,7 @@ def _uvicorn_config(app, *, log_level: str, grace_s: float) -> uvicorn.Config:
                           lifespan="off", server_header=False, timeout_keep_alive=30)
 
 
-def run_server(config: ServerConfig, loader: Callable[[], Engine], *, host: str = "127.0.0.1",
+def run_server(config: ServerConfig, loader: Callable[[], EngineAPI], *, host: str = "127.0.0.1",
                port: int = 8080, socket_path: str | Path | None = None,
                notify: Callable[[str], None] = print, log_level: str = "warning") -> int:
     """Serve until SIGTERM/SIGINT; 0 after a clean stop, 1 when the model failed to load."""
@@ -230,8 +230,8 @@ class BackgroundServer:
     """The server in a daemon thread with its own event loop. Give an engine (shared, not closed
     on stop unless owns_engine) or a loader (loaded in the background, closed on stop)."""
 
-    def __init__(self, config: ServerConfig | None = None, *, engine: Engine | None = None,
-                 loader: Callable[[], Engine] | None = None, owns_engine: bool = False,
+    def __init__(self, config: ServerConfig | None = None, *, engine: EngineAPI | None = None,
+                 loader: Callable[[], EngineAPI] | None = None, owns_engine: bool = False,
                  host: str = "127.0.0.1", port: int = 0, socket_path: str | Path | None = None,
                  log_level: str = "warning"):
         self.config = config or ServerConfig()

@@ -144,9 +144,11 @@ class ChatApp(App[None]):
                  options: ChatOptions | None = None, export_dir: str | Path = ".",
                  keymap: Mapping[str, str] | None = None, sidebar: bool | None = None,
                  save_interval: float = 1.0, theme: str | None = None,
-                 ui_interval: float = 0.1, pin_preset: bool = False) -> None:
+                 ui_interval: float = 0.1, pin_preset: bool = False,
+                 max_tokens: int | None = None) -> None:
         """pin_preset: the preset in `options` was asked for explicitly (`--preset`), so the
-        conversation reopened at start-up does not switch it back to its own."""
+        conversation reopened at start-up does not switch it back to its own. max_tokens: the
+        settings' cap on any reply (None: what the backend's context holds)."""
         self._keys = {action: key for action, key, *_ in KEYS}
         for action, key in (keymap or {}).items():
             self._keys[action] = key
@@ -162,6 +164,7 @@ class ChatApp(App[None]):
         self._sidebar_pref = sidebar
         self._theme_arg = theme
         self._pin_preset = pin_preset
+        self.max_tokens = max_tokens
         self.conversation_id: int | None = None
         self.reply: Reply | None = None
         self._worker: Worker | None = None
@@ -396,7 +399,9 @@ class ChatApp(App[None]):
                 await self._finish(reply, ERROR, error=self._backend_error)
                 return
             try:
-                request = build_request(self.options, turns)
+                request = build_request(self.options, turns, ctx_per_slot=self.backend.context_size,
+                                        max_tokens=self.max_tokens)
+                reply.budget = request.reasoning.thinking_budget  # what the engine will enforce
                 stream = await self.backend.submit(request)
             except VibeEdgeError as exc:
                 await self._finish(reply, ERROR, error=exc.message)

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from vibe_edge.text.boxed import extract_boxed
 from vibe_edge.text.language import cjk_advisory
-from vibe_edge.presets import UNLIMITED_THINKING
+from vibe_edge.defaults import UNLIMITED_THINKING
 from vibe_edge.text.reasoning import ReasoningParser
 from vibe_edge.types import (
     Event,

@@ -1,5 +1,6 @@
-"""What the user tunes for a reply (preset, system prompt, sampling, limits) and the request
-it turns into. The same GenerationRequest goes to every backend."""
+"""What the user tunes for a reply (preset, system prompt, sampling, limits), saved between
+sessions, and the request it turns into through the one request policy (vibe_edge.requests).
+The same GenerationRequest goes to every backend."""
 
 from __future__ import annotations
 
@@ -8,17 +9,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vibe_edge.presets import (
-    DEFAULT_PRESET,
-    PRESETS,
-    UNLIMITED_THINKING,
-    Preset,
-    apply_preset,
-    get_preset,
-    resolve_thinking_budget,
-)
-from vibe_edge.types import GenerationRequest, ReasoningOptions, SamplingParams
+from vibe_edge.defaults import DEFAULT_PRESET, UNLIMITED_THINKING
 from vibe_edge.errors import InvalidRequest
+from vibe_edge.presets import PRESETS, Preset, get_preset
+from vibe_edge.requests import Limits, Overrides, resolve_thinking_budget
+from vibe_edge.requests import build_request as build_policy_request
+from vibe_edge.types import GenerationRequest, SamplingParams
 
 __all__ = ["ChatOptions", "build_request", "history_messages"]
 
@@ -66,6 +62,12 @@ class ChatOptions:
             raise InvalidRequest("thinking budget must be a number of tokens (0: no thinking), or -1 "
                                  "for no budget", param="thinking_budget")
 
+    def overrides(self) -> Overrides:
+        """The options as the request policy reads them (None: the preset's value)."""
+        return Overrides(system_prompt=self.system_prompt or None, temperature=self.temperature,
+                         top_p=self.top_p, max_tokens=self.max_tokens,
+                         thinking_budget=self.thinking_budget, loop_guard=self.loop_guard)
+
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "version": _PREFS_VERSION}
 
@@ -90,19 +92,14 @@ def history_messages(turns: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
     return [{"role": role, "content": text} for role, text in turns if text or role == "user"]
 
 
-def build_request(options: ChatOptions, turns: Sequence[tuple[str, str]]) -> GenerationRequest:
-    preset = options.preset_obj
-    eff = options.effective()
-    messages = history_messages(turns)
-    if options.system_prompt:
-        messages.insert(0, {"role": "system", "content": options.system_prompt})
-    messages = apply_preset(preset, messages)
-    sampling = dataclasses.replace(preset.sampling, temperature=float(eff["temperature"]),
-                                   top_p=float(eff["top_p"]))
-    return GenerationRequest(
-        messages=messages, sampling=sampling, max_tokens=int(eff["max_tokens"]),
-        reasoning=ReasoningOptions(thinking_budget=eff["thinking_budget"],
-                                   loop_guard=options.loop_guard))
+def build_request(options: ChatOptions, turns: Sequence[tuple[str, str]], *,
+                  ctx_per_slot: int | None = None, max_tokens: int | None = None) -> GenerationRequest:
+    """The request for the next reply: the conversation so far, the options as overrides of
+    their preset. ctx_per_slot: the backend's context, when known; max_tokens: the settings'
+    cap on any request."""
+    return build_policy_request(options.preset, messages=history_messages(turns),
+                                overrides=options.overrides(),
+                                limits=Limits(ctx_per_slot=ctx_per_slot, max_tokens=max_tokens))
 
 
 PRESET_NAMES = tuple(PRESETS)

@@ -1,22 +1,33 @@
-"""The pure request/response mapping (no server): edge cases of translate.py and errors.py."""
+"""The OpenAI serving objects without a server: a body becomes a request, a result becomes
+response objects (and errors.py's validation messages)."""
 
 from __future__ import annotations
 
 import pytest
 
-from vibe_edge.engine import FinishReason, GenerationResult, RequestStats
 from vibe_edge.errors import InvalidRequest
-from vibe_edge.server import ServerConfig
+from vibe_edge.server import ModelHost, ServerConfig
 from vibe_edge.server.errors import validation_message
-from vibe_edge.server.schemas import ChatCompletionRequest, CompletionRequest
-from vibe_edge.server.translate import ChunkMaker, chat_completion, finish_reason, prepare_chat, prepare_completion
+from vibe_edge.server.metrics import Metrics
+from vibe_edge.server.openai import OpenAIServingChat, OpenAIServingCompletion
+from vibe_edge.server.openai.completions import CompletionChunks
+from vibe_edge.server.openai.protocol import ChatCompletionRequest, CompletionRequest, openai_finish_reason
+from vibe_edge.types import FinishReason, GenerationResult, RequestStats
 
 CONFIG = ServerConfig()
+HOST = ModelHost()
+METRICS = Metrics(HOST.status, lambda: HOST.ready)
+SERVING_CHAT = OpenAIServingChat(HOST, CONFIG, METRICS)
+SERVING_COMPLETION = OpenAIServingCompletion(HOST, CONFIG, METRICS)
 HI = [{"role": "user", "content": "hi"}]
 
 
+def prepare_completion(body: CompletionRequest, ctx_per_slot: int = 4096):
+    return SERVING_COMPLETION.prepare(body, ctx_per_slot=ctx_per_slot)
+
+
 def chat(**fields):
-    return prepare_chat(ChatCompletionRequest(messages=HI, **fields), CONFIG, ctx_per_slot=4096)
+    return SERVING_CHAT.prepare(ChatCompletionRequest(messages=HI, **fields), ctx_per_slot=4096)
 
 
 def test_stop_string_or_list():
@@ -39,16 +50,16 @@ def test_content_parts_and_assistant_without_content():
     body = ChatCompletionRequest(messages=[
         {"role": "developer", "content": [{"type": "text", "text": "be brief"}]},
         {"role": "user", "content": "hi"}, {"role": "assistant"}, {"role": "user", "content": "again"}])
-    messages = prepare_chat(body, CONFIG, ctx_per_slot=4096).request.messages
+    messages = SERVING_CHAT.prepare(body, ctx_per_slot=4096).request.messages
     assert messages[0] == {"role": "developer", "content": [{"type": "text", "text": "be brief"}]}
     assert messages[2] == {"role": "assistant", "content": None}
 
 
 def test_completion_prompt_forms():
-    one = prepare_completion(CompletionRequest(prompt=["abc"], echo=True), CONFIG, ctx_per_slot=4096)
+    one = prepare_completion(CompletionRequest(prompt=["abc"], echo=True))
     assert one.request.prompt == "abc" and one.echo_prompt == "abc"
     with pytest.raises(InvalidRequest):
-        prepare_completion(CompletionRequest(prompt=["a", "b"]), CONFIG, ctx_per_slot=4096)
+        prepare_completion(CompletionRequest(prompt=["a", "b"]))
 
 
 def test_stream_flags():
@@ -59,21 +70,26 @@ def test_stream_flags():
 
 @pytest.mark.parametrize("reason", list(FinishReason))
 def test_finish_reason_is_always_an_openai_value(reason):
-    assert finish_reason(reason) in ("stop", "length")
+    assert openai_finish_reason(reason) in ("stop", "length")
 
 
 def test_response_objects():
     stats = RequestStats(prompt_tokens=5, cached_tokens=2, reasoning_tokens=3, answer_tokens=4)
     result = GenerationResult("chatcmpl-1", "thinkanswer", "think", "answer", FinishReason.LENGTH, stats)
-    body = chat_completion(result, model="m", created=1, notices=[])
+    prepared = chat()
+    body = SERVING_CHAT.response(result, prepared, [], model="m").model_dump()
     assert body["usage"] == {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12,
                              "prompt_tokens_details": {"cached_tokens": 2},
                              "completion_tokens_details": {"reasoning_tokens": 3}}
     assert body["choices"][0]["message"] == {"role": "assistant", "content": "answer", "reasoning_content": "think"}
-    maker = ChunkMaker("cmpl-1", "m", chat=False)
-    assert maker.text("reasoning", "t")["choices"][0] == {"index": 0, "text": "", "logprobs": None,
-                                                          "finish_reason": None, "reasoning_content": "t"}
-    assert maker.usage(result)["choices"] == []
+    assert body["choices"][0]["finish_reason"] == "length" and body["choices"][0]["finish_detail"] == "length"
+    assert "boxed" not in body["choices"][0] and "error" not in body["choices"][0]
+    assert body["system_fingerprint"] is None and body["choices"][0]["logprobs"] is None
+    maker = CompletionChunks("cmpl-1", "m")
+    assert maker.text("reasoning", "t").model_dump()["choices"][0] == {
+        "index": 0, "text": "", "logprobs": None, "finish_reason": None, "reasoning_content": "t"}
+    assert maker.usage(result).model_dump()["choices"] == []
+    assert "timings" not in maker.text("answer", "x").model_dump()
 
 
 def test_validation_messages():
