@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from doubles import ScriptedEngine, reasoning
+
 from vibe_edge.tui.app import ChatApp
-from vibe_edge.tui.backends import ScriptedBackend, reasoning
+from vibe_edge.tui.backends import LocalBackend
 
 
 async def main(history: str) -> None:
     steps = [reasoning(f"step {i}. ") for i in range(100000)]
-    app = ChatApp(ScriptedBackend([steps], chunk=64, delay=0.01), history=history,
+    backend = LocalBackend(engine=ScriptedEngine([steps], chunk=64, delay_s=0.01))
+    app = ChatApp(backend, history=history,
                   save_interval=0.2)
     async with app.run_test(size=(80, 24)) as pilot:
         app.query_one("#prompt").text = "A problem that takes forever"

@@ -3,20 +3,20 @@ actions, the keys. Every test drives it with the keyboard only, at 80x24."""
 
 from __future__ import annotations
 
-import asyncio
 import json
+import threading
 
 import pytest
 from textual.widgets import Input, OptionList, Select
 
 from vibe_edge.presets import get_preset
 from vibe_edge.tui.app import KEYS, ChatApp
-from vibe_edge.tui.backends import answer, notice, pause, reasoning, wait
 from vibe_edge.tui.options import ChatOptions
 from vibe_edge.tui.screens import HelpScreen, SettingsScreen
 from vibe_edge.tui.store import HistoryStore
 from vibe_edge.tui.widgets import AssistantMessage, NoticeLine, PromptInput, StatusLine, UserMessage
 
+from doubles import Script, answer, notice, pause, reasoning, wait
 from tui_helpers import scripted, wait_for
 
 SIZE = (80, 24)
@@ -33,7 +33,7 @@ async def send(pilot, text: str) -> None:
 
 
 async def test_reasoning_streams_then_collapses_and_expands(history_path, tmp_path):
-    gate = asyncio.Event()
+    gate = threading.Event()
     backend = scripted([reasoning("Let me compute 6 times 7 carefully. "), wait(gate),
                         answer("So the answer is $\\boxed{42}$.")])
     app = make_app(backend, history_path, tmp_path)
@@ -57,13 +57,13 @@ async def test_reasoning_streams_then_collapses_and_expands(history_path, tmp_pa
         assert msg.status == "complete" and msg.boxed == "42"
         assert msg.reasoning.startswith("Let me compute") and "42" in msg.content
         # The preset's prompts went to the backend; the stored prompt is the user's own.
-        sent = backend.requests[0].messages
+        sent = backend.engine.requests[0].messages
         assert sent[0]["role"] == "system" and "boxed" in sent[-1]["content"]
         assert app.store.messages(app.conversation_id)[0].content == "6*7?"
 
 
 async def test_escape_stops_at_once_and_keeps_the_partial_reply(history_path, tmp_path):
-    gate = asyncio.Event()
+    gate = threading.Event()
     backend = scripted([reasoning("thinking hard "), answer("The first half"), wait(gate),
                         answer(" and the rest.")])
     app = make_app(backend, history_path, tmp_path)
@@ -72,7 +72,7 @@ async def test_escape_stops_at_once_and_keeps_the_partial_reply(history_path, tm
         await wait_for(pilot, lambda: app.reply is not None and app.reply.answer_text == "The first half")
         await pilot.press("escape")
         assert app.reply.done
-        assert backend.streams[0].cancelled
+        assert backend.engine.handles[0].cancel_requested
         view = app.query_one(AssistantMessage)
         assert "stopped" in view.footer_text
         [_, msg] = app.store.messages(app.conversation_id)
@@ -135,7 +135,7 @@ async def test_regenerate_and_edit_last_prompt(history_path, tmp_path):
         await wait_for(pilot, lambda: app.reply.shown and app.reply.answer_text == "third")
         msgs = app.store.messages(app.conversation_id)
         assert [(m.role, m.content) for m in msgs] == [("user", "hello!"), ("assistant", "third")]
-        assert backend.requests[-1].messages[-1]["content"].startswith("hello!")
+        assert backend.engine.requests[-1].messages[-1]["content"].startswith("hello!")
 
 
 async def test_new_chat_rename_search_and_delete_by_keyboard(history_path, tmp_path):
@@ -239,7 +239,7 @@ async def test_settings_screen_changes_the_next_request(history_path, tmp_path):
         assert not isinstance(app.screen, SettingsScreen)
         await send(pilot, "q")
         await wait_for(pilot, lambda: app.reply is not None and app.reply.shown)
-        req = backend.requests[0]
+        req = backend.engine.requests[0]
         assert req.sampling.temperature == 0.3 and req.max_tokens == 900
         assert req.reasoning.thinking_budget == 500
         assert "think 0/500" not in app.query_one(StatusLine).plain  # no reasoning in this script
@@ -271,7 +271,7 @@ async def test_export_writes_markdown_and_json(history_path, tmp_path):
 
 
 async def test_stopped_reply_exports_as_stopped(history_path, tmp_path):
-    gate = asyncio.Event()
+    gate = threading.Event()
     app = make_app(scripted([answer("partial"), wait(gate)]), history_path, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "q")
@@ -299,7 +299,7 @@ async def test_copy_answer_and_code_block(history_path, tmp_path):
 
 
 async def test_sending_while_busy_is_refused_not_lost(history_path, tmp_path):
-    gate = asyncio.Event()
+    gate = threading.Event()
     app = make_app(scripted([answer("slow"), wait(gate), answer(" done")]), history_path, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "one")
@@ -313,13 +313,9 @@ async def test_sending_while_busy_is_refused_not_lost(history_path, tmp_path):
 
 async def test_backend_errors_are_shown_and_saved(history_path, tmp_path):
     from vibe_edge.errors import ContextLengthExceeded
-    from vibe_edge.tui.backends import ScriptedBackend
 
-    class Failing(ScriptedBackend):
-        async def submit(self, request):
-            raise ContextLengthExceeded("the prompt is 5000 tokens but a slot holds 2048 tokens")
-
-    app = make_app(Failing(), history_path, tmp_path)
+    refused = Script(refuse=ContextLengthExceeded("the prompt is 5000 tokens but a slot holds 2048 tokens"))
+    app = make_app(scripted(refused), history_path, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "q")
         await wait_for(pilot, lambda: app.reply is not None and app.reply.shown)
@@ -330,7 +326,7 @@ async def test_backend_errors_are_shown_and_saved(history_path, tmp_path):
 
 
 async def test_slow_stream_is_saved_while_streaming(history_path, tmp_path):
-    gate = asyncio.Event()
+    gate = threading.Event()
     app = make_app(scripted([reasoning("step one. "), pause(0.3), reasoning("step two. "), wait(gate)]),
                    history_path, tmp_path, save_interval=0.1)
     async with app.run_test(size=SIZE) as pilot:
@@ -368,8 +364,8 @@ async def test_each_conversation_keeps_its_preset(history_path, tmp_path):
         assert app.options.preset == "math" and app.options.temperature == 0.2
         assert "math" in app.query_one(StatusLine).plain
         await send(pilot, "and twin primes?")
-        await wait_for(pilot, lambda: len(backend.requests) == 3 and app.reply.shown)
-        system = [m["content"] for m in backend.requests[2].messages if m["role"] == "system"]
+        await wait_for(pilot, lambda: len(backend.engine.requests) == 3 and app.reply.shown)
+        system = [m["content"] for m in backend.engine.requests[2].messages if m["role"] == "system"]
         assert system == [get_preset("math").system_prompt]
         # Changing the preset in a conversation is remembered for it.
         await pilot.press("ctrl+o")

@@ -9,10 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from tui_helpers import wait_for
+from tui_helpers import scripted, wait_for
 
 from vibe_edge.tui.app import ChatApp
-from vibe_edge.tui.backends import ScriptedBackend
 from vibe_edge.tui.store import HistoryStore
 from vibe_edge.tui.widgets import AssistantMessage
 
@@ -50,7 +49,7 @@ async def test_sigkill_mid_stream_keeps_prompt_and_streamed_reasoning(history_pa
     assert reply.reasoning.startswith("step 0. step 1. ") and len(reply.reasoning) >= len(reasoning)
     store.close()
 
-    app = ChatApp(ScriptedBackend(), history=history_path)
+    app = ChatApp(scripted(), history=history_path)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: len(app.query(AssistantMessage)) == 1)
         view = app.query_one(AssistantMessage)

@@ -11,8 +11,10 @@ pytest.importorskip("pytest_textual_snapshot")
 
 from tui_helpers import wait_for  # noqa: E402
 
+from doubles import Script, ScriptedEngine, answer, notice, reasoning  # noqa: E402
+
 from vibe_edge.tui.app import ChatApp  # noqa: E402
-from vibe_edge.tui.backends import ScriptedBackend, answer, notice, reasoning  # noqa: E402
+from vibe_edge.tui.backends import LocalBackend  # noqa: E402
 from vibe_edge.tui.options import ChatOptions  # noqa: E402
 
 ANSWER = (
@@ -23,11 +25,11 @@ ANSWER = (
 
 
 def make_app(tmp_path, history_name: str = "chat.sqlite3") -> ChatApp:
-    backend = ScriptedBackend([[
+    backend = LocalBackend(engine=ScriptedEngine([Script([
         reasoning("We need 2^2024 mod 1000. Work mod 8 and mod 125, then combine. "),
         notice("thinking_budget", "Thinking budget reached: the engine closed the think block."),
         answer(ANSWER),
-    ]], chunk=64, fixed_stats=True, model_name="VibeThinker-1.5B")
+    ], prompt_tokens=10, cached_tokens=0)], chunk=64, fixed_stats=True, model_name="VibeThinker-1.5B"))
     return ChatApp(backend, history=tmp_path / history_name, export_dir=tmp_path,
                    options=ChatOptions(preset="math"), theme="textual-dark")
 

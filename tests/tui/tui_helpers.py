@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from vibe_edge.tui.backends import ScriptedBackend
+from doubles import ScriptedEngine, answer
+
+from vibe_edge.tui.backends import LocalBackend
 
 
 async def wait_for(pilot, condition, timeout: float = 20.0, step: float = 0.02) -> None:
@@ -17,5 +19,9 @@ async def wait_for(pilot, condition, timeout: float = 20.0, step: float = 0.02) 
         await pilot.pause(step)
 
 
-def scripted(*scripts, **kwargs) -> ScriptedBackend:
-    return ScriptedBackend(list(scripts), **kwargs)
+def scripted(*scripts, chunk: int = 8, **kwargs) -> LocalBackend:
+    """The chat's backend over the shared scripted engine: one script per reply (the last one
+    repeats), text cut into `chunk`-character deltas. The engine is `backend.engine`."""
+    engine = ScriptedEngine(list(scripts) or [[answer("Hello from the scripted engine.")]],
+                            chunk=chunk, **kwargs)
+    return LocalBackend(engine=engine)

@@ -1,18 +1,17 @@
 """ChatApp: the Textual chat for reasoning models.
 
-Each reply is one asyncio worker reading a backend's event stream; Esc marks the reply stopped
-(saved at once), cancels the stream and the worker. The reasoning streams into a Thinking block
-that collapses when the answer begins; the answer streams as Markdown; a final \\boxed{} answer
-gets its own box. History is written through a HistoryStore as the reply streams.
+Each reply is one asyncio worker feeding a backend's event stream to a ReplySession
+(tui/session.py: the reply's state machine and its history rows, without widgets), which draws
+on the reply's AssistantMessage; Esc stops the session (saved at once), cancels the stream and
+the worker. The reasoning streams into a Thinking block that collapses when the answer begins;
+the answer streams as Markdown; a final \\boxed{} answer gets its own box.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +23,12 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Static
 from textual.worker import Worker
 
-from vibe_edge.presets import PRESETS
-from vibe_edge.types import Finished, FinishReason, Notice, Started, TextDelta
 from vibe_edge.errors import VibeEdgeError
+from vibe_edge.presets import PRESETS
 from vibe_edge.tui.backends import Backend
 from vibe_edge.tui.export import export_conversation
+from vibe_edge.tui.keys import ALWAYS_ALLOWED, INPUT_KEYS, KEYS
+from vibe_edge.tui.keys import pretty_key as _pretty
 from vibe_edge.tui.options import ChatOptions, build_request
 from vibe_edge.tui.screens import (
     ConfirmScreen,
@@ -38,14 +38,8 @@ from vibe_edge.tui.screens import (
     SettingsScreen,
     TextPromptScreen,
 )
-from vibe_edge.tui.store import (
-    COMPLETE,
-    ERROR,
-    LENGTH,
-    STOPPED,
-    STREAMING,
-    HistoryStore,
-)
+from vibe_edge.tui.session import ReplySession
+from vibe_edge.tui.store import ERROR, STREAMING, HistoryStore
 from vibe_edge.tui.widgets import (
     AssistantMessage,
     ChatView,
@@ -56,72 +50,7 @@ from vibe_edge.tui.widgets import (
     code_blocks,
 )
 
-__all__ = ["ChatApp", "KEYS", "INPUT_KEYS"]
-
-# (action id, default key(s), description, shown in the footer). Ids are what the keymap
-# file ([keys] in tui.toml) names.
-KEYS: tuple[tuple[str, str, str, str, bool], ...] = (
-    ("stop", "escape", "Stop", "Stop the reply (what was written is kept, marked stopped)", True),
-    ("help", "f1", "Help", "Help: every key", True),
-    ("new_chat", "ctrl+n", "New", "New chat", True),
-    ("regenerate", "ctrl+r", "Regen", "Regenerate the last answer", True),
-    ("edit_last", "ctrl+g", "Edit", "Edit and resend the last prompt (Esc cancels the edit)", False),
-    ("toggle_thinking", "ctrl+t", "Thinking", "Expand or collapse the last Thinking block", False),
-    ("toggle_sidebar", "ctrl+b", "Chats", "Show or hide the conversation list (and focus it)", True),
-    ("search", "ctrl+f", "Search", "Search conversations (titles, prompts, answers, reasoning)", False),
-    ("rename", "f2", "Rename", "Rename this conversation", False),
-    ("delete", "f8", "Delete", "Delete this conversation (asks first)", False),
-    ("export", "ctrl+s", "Export", "Export this conversation to Markdown and JSON", False),
-    ("copy_answer", "f3", "Copy", "Copy the last answer to the clipboard (OSC 52 over SSH)", False),
-    ("copy_code", "f4", "Copy code", "Copy a code block of the last answer", False),
-    ("settings", "ctrl+o", "Settings", "Settings: preset, system prompt, sampling, budget, theme", True),
-    ("scroll_up", "pageup", "Page up", "Scroll the chat up", False),
-    ("scroll_down", "pagedown", "Page down", "Scroll the chat down", False),
-    ("quit", "ctrl+q", "Quit", "Quit", True),
-)
-INPUT_KEYS: tuple[tuple[str, str], ...] = (
-    ("enter", "Send the prompt"),
-    ("ctrl+j", "New line in the prompt (also Shift+Enter / Alt+Enter where the terminal sends them)"),
-    ("tab / shift+tab", "Move focus: prompt, chat, conversation list"),
-    ("enter (on Thinking)", "Expand or collapse that Thinking block"),
-    ("ctrl+p", "Command palette: every action, and themes"),
-    ("up/down, enter", "In the conversation list: choose, open"),
-)
-_ALWAYS_ALLOWED = {"quit", "help"}
-
-
-@dataclass
-class Reply:
-    """The reply being generated: what was received, where it is saved and shown."""
-
-    conversation_id: int
-    message_id: int
-    view: AssistantMessage
-    reasoning: list[str] = field(default_factory=list)
-    answer: list[str] = field(default_factory=list)
-    notices: list[dict[str, str]] = field(default_factory=list)
-    state: str = "queued"
-    prompt_tokens: int = 0
-    reasoning_tokens: int = 0
-    answer_tokens: int = 0
-    ttft_ms: float | None = None
-    tps: float | None = None
-    started: float = field(default_factory=time.monotonic)
-    first_token: float | None = None
-    last_save: float = field(default_factory=time.monotonic)
-    saved_reasoning: bool = False
-    done: bool = False  # set first thing when the reply ends: no second finish, input is free
-    shown: bool = False  # the view shows the end too (footer, boxed answer): set last
-    stream: Any = None
-    budget: int | None = None
-
-    @property
-    def reasoning_text(self) -> str:
-        return "".join(self.reasoning)
-
-    @property
-    def answer_text(self) -> str:
-        return "".join(self.answer)
+__all__ = ["ChatApp", "INPUT_KEYS", "KEYS"]  # KEYS and INPUT_KEYS live in tui.keys
 
 
 class ChatApp(App[None]):
@@ -166,12 +95,11 @@ class ChatApp(App[None]):
         self._pin_preset = pin_preset
         self.max_tokens = max_tokens
         self.conversation_id: int | None = None
-        self.reply: Reply | None = None
+        self.reply: ReplySession | None = None
         self._worker: Worker | None = None
         self._backend_ready = asyncio.Event()
         self._backend_error: str | None = None
         self._editing_message_id: int | None = None
-        self._last_stats: dict[str, Any] = {}
 
     # -- layout ---------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -218,7 +146,7 @@ class ChatApp(App[None]):
                                 getattr(self, f"action_{action}"))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if isinstance(self.screen, ModalScreen) and action in self._keys and action not in _ALWAYS_ALLOWED:
+        if isinstance(self.screen, ModalScreen) and action in self._keys and action not in ALWAYS_ALLOWED:
             return False
         return True
 
@@ -269,14 +197,7 @@ class ChatApp(App[None]):
     def _tick(self) -> None:
         reply = self.reply
         if reply is not None and not reply.done:
-            reply.view.flush()
-            if reply.first_token is not None and reply.state in ("thinking", "answering"):
-                elapsed = time.monotonic() - reply.first_token
-                n = reply.reasoning_tokens + reply.answer_tokens
-                if elapsed > 0.5 and n > 1:
-                    reply.tps = (n - 1) / elapsed
-            if time.monotonic() - reply.last_save >= self.save_interval:
-                self._save_partial(reply)
+            reply.tick(self.save_interval)
             self._update_status()
 
     # -- conversations --------------------------------------------------------------------------
@@ -308,8 +229,6 @@ class ChatApp(App[None]):
                 widgets.append(UserMessage(m.content, m.id))
             elif m.role == "assistant":
                 widgets.append(AssistantMessage(model=conv.model or self.backend.model_name, stored=m))
-                if m.stats:
-                    self._last_stats = m.stats
         if widgets:
             await chat.mount_all(widgets)
         chat.scroll_end(animate=False)
@@ -383,20 +302,20 @@ class ChatApp(App[None]):
         await chat.mount(view)
         chat.anchor()
         chat.scroll_end(animate=False)
-        reply = Reply(conv_id, message.id, view)
+        reply = ReplySession(self.store, conv_id, message.id, view, on_end=self._reply_ended)
         reply.budget = self.options.effective()["thinking_budget"]
         self.reply = reply
         self._update_status()
         self._worker = self.run_worker(self._generate(reply, turns), group="reply", exclusive=True,
                                        exit_on_error=False)
 
-    async def _generate(self, reply: Reply, turns: list[tuple[str, str]]) -> None:
+    async def _generate(self, reply: ReplySession, turns: list[tuple[str, str]]) -> None:
         try:
             if not self._backend_ready.is_set():
                 reply.state = "loading model…"
                 await self._backend_ready.wait()
             if self._backend_error:
-                await self._finish(reply, ERROR, error=self._backend_error)
+                await reply.finish(ERROR, error=self._backend_error)
                 return
             try:
                 request = build_request(self.options, turns, ctx_per_slot=self.backend.context_size,
@@ -404,129 +323,28 @@ class ChatApp(App[None]):
                 reply.budget = request.reasoning.thinking_budget  # what the engine will enforce
                 stream = await self.backend.submit(request)
             except VibeEdgeError as exc:
-                await self._finish(reply, ERROR, error=exc.message)
+                await reply.finish(ERROR, error=exc.message)
                 return
-            reply.stream = stream
-            reply.state = "queued"
-            async for event in stream:
-                if reply.done:
-                    break
-                if isinstance(event, TextDelta):
-                    if reply.first_token is None:
-                        reply.first_token = time.monotonic()
-                        reply.ttft_ms = (reply.first_token - reply.started) * 1000
-                    if event.channel == "reasoning":
-                        reply.state = "thinking"
-                        reply.reasoning.append(event.text)
-                        reply.reasoning_tokens += 1
-                        await reply.view.add_reasoning(event.text)
-                    else:
-                        if not reply.answer and reply.reasoning and not reply.saved_reasoning:
-                            # The reasoning is complete: on disk before the answer streams.
-                            self.store.update_message(reply.message_id, reasoning=reply.reasoning_text)
-                            reply.saved_reasoning = True
-                        reply.state = "answering"
-                        reply.answer.append(event.text)
-                        reply.answer_tokens += 1
-                        await reply.view.add_answer(event.text)
-                elif isinstance(event, Started):
-                    reply.state = "reading prompt"
-                    reply.prompt_tokens = event.prompt_tokens
-                elif isinstance(event, Notice):
-                    reply.notices.append({"code": event.code, "message": event.message})
-                    self.store.update_message(reply.message_id, notices=reply.notices)
-                    await reply.view.add_notice(event.code, event.message)
-                elif isinstance(event, Finished):
-                    await self._finished(reply, event)
-            if not reply.done:  # a stream that ended without Finished
-                await self._finish(reply, ERROR, error="the stream ended unexpectedly")
+            await reply.consume(stream)
         except asyncio.CancelledError:
-            if not reply.done:
-                self._stop_now(reply)
+            reply.stop()
             raise
         except Exception as exc:
-            if not reply.done:
-                await self._finish(reply, ERROR, error=f"{type(exc).__name__}: {exc}")
+            await reply.finish(ERROR, error=f"{type(exc).__name__}: {exc}")
 
-    async def _finished(self, reply: Reply, event: Finished) -> None:
-        result = event.result
-        reason = result.finish_reason
-        status = {FinishReason.STOP: COMPLETE, FinishReason.LENGTH: LENGTH,
-                  FinishReason.CANCELLED: STOPPED}.get(reason, ERROR)
-        if reason is FinishReason.TIMEOUT:
-            result.error = result.error or "the request ran past its time limit"
-        stats = result.stats.to_dict()
-        if stats.get("ttft_ms") is None and reply.ttft_ms is not None:
-            stats["ttft_ms"] = round(reply.ttft_ms, 1)
-        reply.reasoning_tokens = result.stats.reasoning_tokens or reply.reasoning_tokens
-        reply.answer_tokens = result.stats.answer_tokens or reply.answer_tokens
-        if result.stats.prompt_tokens:
-            reply.prompt_tokens = result.stats.prompt_tokens
-        reply.tps = result.stats.decode_tps or reply.tps
-        reply.ttft_ms = stats.get("ttft_ms")
-        # The engine's own split is authoritative (it also covers text the stream never showed).
-        reasoning = result.reasoning if result.reasoning or not reply.reasoning else reply.reasoning_text
-        answer = result.answer if result.answer or not reply.answer else reply.answer_text
-        await self._finish(reply, status, reasoning=reasoning, answer=answer, boxed=result.boxed,
-                           stats=stats, error=result.error, finish_reason=reason.value)
-
-    async def _finish(self, reply: Reply, status: str, *, reasoning: str | None = None,
-                      answer: str | None = None, boxed: str | None = None,
-                      stats: dict[str, Any] | None = None, error: str | None = None,
-                      finish_reason: str | None = None) -> None:
-        if reply.done:
+    def _reply_ended(self, reply: ReplySession, stopped: bool) -> None:
+        self._update_status()
+        if stopped:
             return
-        reply.done = True
-        self.store.update_message(
-            reply.message_id, content=answer if answer is not None else reply.answer_text,
-            reasoning=reasoning if reasoning is not None else reply.reasoning_text, status=status,
-            finish_reason=finish_reason, boxed=boxed, stats=stats or {}, notices=reply.notices,
-            error=error)
-        self.store.touch(reply.conversation_id)
-        self._last_stats = stats or {}
-        try:
-            await reply.view.finish(status, boxed=boxed, stats=stats, error=error,
-                                    reasoning_tokens=reply.reasoning_tokens)
-            self._update_status()
-            self.refresh_conversations()
-        finally:
-            reply.shown = True  # even if drawing failed: the reply is over and saved
-        if error and status == ERROR:
-            self.notify(error, title="The reply failed", severity="error", timeout=10)
-
-    def _save_partial(self, reply: Reply) -> None:
-        reply.last_save = time.monotonic()
-        self.store.update_message(reply.message_id, content=reply.answer_text,
-                                  reasoning=reply.reasoning_text)
-
-    def _stop_now(self, reply: Reply) -> None:
-        """Esc: save what was written as stopped and mark it, without waiting for anything."""
-        if reply.done:
-            return
-        reply.done = True
-        if reply.stream is not None:
-            reply.stream.cancel()
-        stats = {"ttft_ms": None if reply.ttft_ms is None else round(reply.ttft_ms, 1),
-                 "reasoning_tokens": reply.reasoning_tokens, "answer_tokens": reply.answer_tokens,
-                 "prompt_tokens": reply.prompt_tokens,
-                 "decode_tps": None if reply.tps is None else round(reply.tps, 2)}
-        self.store.update_message(reply.message_id, content=reply.answer_text,
-                                  reasoning=reply.reasoning_text, status=STOPPED,
-                                  finish_reason=FinishReason.CANCELLED.value, stats=stats,
-                                  notices=reply.notices)
-        self.store.touch(reply.conversation_id)
-        try:
-            reply.view.flush()
-            reply.view.finish_now(STOPPED)
-            self._update_status()
-        finally:
-            reply.shown = True
+        self.refresh_conversations()
+        if reply.error and reply.status == ERROR:
+            self.notify(reply.error, title="The reply failed", severity="error", timeout=10)
 
     # -- actions --------------------------------------------------------------------------------
     def action_stop(self) -> None:
         reply = self.reply
         if reply is not None and not reply.done:
-            self._stop_now(reply)
+            reply.stop()
             if self._worker is not None:
                 self._worker.cancel()
             self.notify("Stopped. The partial reply is kept.", timeout=3)
@@ -742,7 +560,7 @@ class ChatApp(App[None]):
 
     async def on_unmount(self) -> None:
         if self.reply is not None and not self.reply.done:
-            self._stop_now(self.reply)
+            self.reply.stop()
         try:
             await self.backend.aclose()
         finally:
@@ -753,11 +571,3 @@ class ChatApp(App[None]):
 def _title(text: str) -> str:
     first = next((line.strip() for line in text.splitlines() if line.strip()), "Untitled")
     return first if len(first) <= 60 else first[:59] + "…"
-
-
-def _pretty(key: str) -> str:
-    out = []
-    for k in key.split(","):
-        parts = k.strip().split("+")
-        out.append("+".join(p.capitalize() if len(p) > 1 else p.upper() for p in parts))
-    return " / ".join(out)

@@ -19,6 +19,7 @@ from pathlib import Path
 import platformdirs
 
 from vibe_edge.errors import SettingsError
+from vibe_edge.tui.keys import KEYS
 
 __all__ = ["TUI_CONFIG_ENV_VAR", "TuiConfig", "default_tui_config_path", "load_tui_config"]
 
@@ -41,8 +42,6 @@ def default_tui_config_path(env: Mapping[str, str] | None = None) -> Path:
 
 
 def load_tui_config(path: Path | None = None, *, explicit: bool = False) -> TuiConfig:
-    from vibe_edge.tui.app import KEYS
-
     if path is None:
         explicit = explicit or bool(os.environ.get(TUI_CONFIG_ENV_VAR))
         path = default_tui_config_path()
