@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 DEFAULT_FIXTURE = REPO.parent / "shared" / "fixtures" / "qwen2.5-math-1.5b"
 RSS_TARGET_BYTES = 1.5e9
@@ -34,9 +33,8 @@ COPY_RATIO_TARGET = 3.0
 
 def _child(code: str) -> dict[str, float]:
     """Run Python code in a child; return its wall seconds and peak RSS (bytes, from wait4)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
     start = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env)
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.monotonic() - start
     if os.waitstatus_to_exitcode(status) != 0:
@@ -51,7 +49,7 @@ def build(workdir: Path, fixture: Path, shards: int) -> Path:
     # In a child: generating 1.5B random weights takes GBs, and a forked child's peak RSS starts
     # from its parent's (Linux carries the high-water mark across fork + exec), so the parent
     # must stay small for the measured steps.
-    r = _child("from pathlib import Path\nfrom convert.synth import write_qwen2_checkpoint\n"
+    r = _child("from pathlib import Path\nfrom vibe_edge.convert.synth import write_qwen2_checkpoint\n"
                f"write_qwen2_checkpoint(Path({str(folder)!r}), Path({str(fixture)!r}), n_shards={shards}, "
                "dtype='bf16', seed=0)\n")
     print(f"built checkpoint in {r['wall_s']:.0f}s: {folder}", flush=True)
@@ -88,10 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         "    shutil.copyfile(src, dst)\n"
         "    fd = os.open(dst, os.O_RDONLY); os.fsync(fd); os.close(fd)\n")
     results["f16"] = _child(
-        "from pathlib import Path\nfrom convert.core import convert_folder\n"
+        "from pathlib import Path\nfrom vibe_edge.convert.core import convert_folder\n"
         f"convert_folder(Path({str(ckpt)!r}), Path({str(f16)!r}), outtype='f16')\n")
     results[args.quant] = _child(
-        "from pathlib import Path\nfrom convert.quantize import quantize_gguf\n"
+        "from pathlib import Path\nfrom vibe_edge.convert.quantize import quantize_gguf\n"
         f"quantize_gguf(Path({str(f16)!r}), Path({str(q)!r}), {args.quant!r})\n")
 
     ratio = results["f16"]["wall_s"] / max(1e-9, results["copy"]["wall_s"])

@@ -22,152 +22,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from vibe_edge.bench.serve import RunResult, format_row, median_result, run_load
 
-PROMPTS = [
-    "Write a long story about a lighthouse keeper who finds a message in a bottle.",
-    "Explain in detail how a steam engine works, step by step.",
-    "Describe a walk through a busy market in a big city, with many details.",
-    "Write a long letter from a sailor to his family, describing his voyage.",
-    "Tell the history of the bicycle, from its invention to today.",
-    "Describe how bread is made, from the wheat field to the bakery.",
-    "Write a detailed travel guide for a week in the mountains.",
-    "Explain how the weather works: clouds, rain, wind and storms.",
-]
-
-
-@dataclass
-class StreamRecord:
-    ok: bool
-    tokens: int
-    ttft_s: float | None
-    gaps_s: list[float] = field(default_factory=list)
-    total_s: float = 0.0
-    error: str | None = None
-
-
-@dataclass
-class RunResult:
-    server: str
-    clients: int
-    requests: int
-    completed: int
-    tokens: int
-    wall_s: float
-    tokens_per_s: float
-    ttft_p50_ms: float | None
-    ttft_p95_ms: float | None
-    itl_p50_ms: float | None
-    errors: list[str]
-
-
-_request_serial = itertools.count(1)
+REPO = Path(__file__).resolve().parents[1]  # servers run from the checkout (models/ is there)
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
-
-
-async def _one_stream(client: httpx.AsyncClient, url: str, model: str, prompt: str,
-                      max_tokens: int) -> StreamRecord:
-    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-            "temperature": 0, "stream": True}
-    t0 = time.perf_counter()
-    first: float | None = None
-    last: float | None = None
-    gaps: list[float] = []
-    tokens = 0
-    finished = done = False
-    try:
-        async with client.stream("POST", url + "/v1/chat/completions", json=body) as response:
-            if response.status_code != 200:
-                text = (await response.aread()).decode(errors="replace")
-                return StreamRecord(False, 0, None, error=f"HTTP {response.status_code}: {text[:120]}")
-            async for line in response.aiter_lines():
-                if not line.startswith("data: "):
-                    continue
-                payload = line[6:]
-                if payload == "[DONE]":
-                    done = True
-                    break
-                chunk = json.loads(payload)
-                if "error" in chunk:
-                    return StreamRecord(False, tokens, None, error=str(chunk["error"])[:120])
-                for choice in chunk.get("choices") or []:
-                    delta = choice.get("delta") or {}
-                    text = (delta.get("content") or "") + (delta.get("reasoning_content") or "")
-                    if text:
-                        now = time.perf_counter()
-                        tokens += 1
-                        if first is None:
-                            first = now
-                        else:
-                            gaps.append(now - last)
-                        last = now
-                    if choice.get("finish_reason"):
-                        finished = True
-    except httpx.HTTPError as exc:
-        return StreamRecord(False, tokens, None if first is None else first - t0, gaps,
-                            time.perf_counter() - t0, error=f"{type(exc).__name__}: {exc}"[:120])
-    return StreamRecord(finished and done and tokens > 0, tokens, None if first is None else first - t0,
-                        gaps, time.perf_counter() - t0)
-
-
-async def run_load(url: str, model: str, *, clients: int, per_client: int, max_tokens: int,
-                   server: str) -> RunResult:
-    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(600.0), limits=limits) as client:
-        async def worker(index: int) -> list[StreamRecord]:
-            records = []
-            for j in range(per_client):
-                # A unique opening per request, so no server answers from a cached prompt: the
-                # chat template's system part is still shared, as it is in real use.
-                prompt = f"(Request {next(_request_serial)}.) " + PROMPTS[(index * per_client + j) % len(PROMPTS)]
-                records.append(await _one_stream(client, url, model, prompt, max_tokens))
-            return records
-
-        t0 = time.perf_counter()
-        results = await asyncio.gather(*(worker(i) for i in range(clients)))
-        wall = time.perf_counter() - t0
-    records = [r for rs in results for r in rs]
-    tokens = sum(r.tokens for r in records)
-    ttfts = [r.ttft_s for r in records if r.ttft_s is not None]
-    gaps = [g for r in records for g in r.gaps_s]
-    ms = lambda v: None if v is None else round(1000 * v, 1)  # noqa: E731
-    return RunResult(
-        server=server, clients=clients, requests=len(records),
-        completed=sum(1 for r in records if r.ok), tokens=tokens, wall_s=round(wall, 2),
-        tokens_per_s=round(tokens / wall, 2) if wall > 0 else 0.0,
-        ttft_p50_ms=ms(_percentile(ttfts, 0.5)), ttft_p95_ms=ms(_percentile(ttfts, 0.95)),
-        itl_p50_ms=ms(_percentile(gaps, 0.5)),
-        errors=sorted({r.error for r in records if r.error})[:5],
-    )
 
 
 def _wait_ready(url: str, proc: subprocess.Popen, path: str, timeout: float = 180) -> None:
@@ -247,30 +123,6 @@ def stop_targets(targets: list[Target]) -> None:
             t.log.close()
 
 
-def _median_result(runs: list[RunResult]) -> RunResult:
-    """Per-field medians over rounds (a shared machine's load drifts; medians resist that)."""
-    if len(runs) == 1:
-        return runs[0]
-    med = lambda vals: None if any(v is None for v in vals) else round(statistics.median(vals), 2)  # noqa: E731
-    first = runs[0]
-    return RunResult(
-        server=first.server, clients=first.clients, requests=sum(r.requests for r in runs),
-        completed=sum(r.completed for r in runs), tokens=sum(r.tokens for r in runs),
-        wall_s=round(sum(r.wall_s for r in runs), 2),
-        tokens_per_s=med([r.tokens_per_s for r in runs]),
-        ttft_p50_ms=med([r.ttft_p50_ms for r in runs]), ttft_p95_ms=med([r.ttft_p95_ms for r in runs]),
-        itl_p50_ms=med([r.itl_p50_ms for r in runs]),
-        errors=sorted({e for r in runs for e in r.errors})[:5],
-    )
-
-
-def _row(r: RunResult) -> str:
-    f = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
-    return (f"{r.server:<12} N={r.clients:<2} {r.completed:>3}/{r.requests:<3} complete  "
-            f"{r.tokens_per_s:7.1f} tok/s  TTFT p50 {f(r.ttft_p50_ms):>6} ms  p95 {f(r.ttft_p95_ms):>6} ms  "
-            f"ITL p50 {f(r.itl_p50_ms):>5} ms" + (f"  errors: {r.errors}" if r.errors else ""))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="demo", help="a .gguf path, a models/ name or demo")
@@ -320,14 +172,14 @@ def main(argv: list[str] | None = None) -> int:
                 for t in targets:
                     result = asyncio.run(run_load(t.url, "bench", clients=n, per_client=args.requests,
                                                   max_tokens=args.max_tokens, server=t.name))
-                    print(f"round {round_no}  " + _row(result), flush=True)
+                    print(f"round {round_no}  " + format_row(result), flush=True)
                     runs.setdefault((t.name, n), []).append(result)
     finally:
         stop_targets(targets)
-    results = [_median_result(rs) for rs in runs.values()]
+    results = [median_result(rs) for rs in runs.values()]
     print("\nmedians over rounds:" if args.rounds > 1 else "\nresults:")
     for r in results:
-        print(_row(r))
+        print(format_row(r))
     summary = _compare(results)
     for line in summary:
         print(line)

@@ -13,8 +13,8 @@ free space), quantize, corpus (built-in texts), verify, hub, synth (test/bench c
 Nothing here imports the server, the TUI or the engine.
 """
 
-from convert.core import DEFAULT_OUTTYPE, convert_folder, resolve_outtype
-from convert.errors import (
+from vibe_edge.convert.core import DEFAULT_OUTTYPE, convert_folder, resolve_outtype
+from vibe_edge.convert.errors import (
     CheckpointError,
     ConversionInterrupted,
     ConvertError,
@@ -25,10 +25,10 @@ from convert.errors import (
     UnsupportedArchitecture,
     VerificationFailed,
 )
-from convert.pipeline import ConvertReport, ConvertRequest, PullRequest, pull_model, run_convert
-from convert.quantize import DEFAULT_QUANT, QUANT_TYPES, quantize_gguf
-from convert.spec import SUPPORTED_ARCHITECTURES
-from convert.writer import OUTTYPES
+from vibe_edge.convert.pipeline import ConvertReport, ConvertRequest, PullRequest, pull_model, run_convert
+from vibe_edge.convert.quantize import DEFAULT_QUANT, QUANT_TYPES, quantize_gguf
+from vibe_edge.convert.spec import SUPPORTED_ARCHITECTURES
+from vibe_edge.convert.writer import OUTTYPES
 
 __all__ = [
     "DEFAULT_OUTTYPE",

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from convert.errors import ConversionInterrupted, InsufficientDiskSpace
+from vibe_edge.convert.errors import ConversionInterrupted, InsufficientDiskSpace
 
 __all__ = [
     "DEFAULT_FREE_SPACE_MARGIN",

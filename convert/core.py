@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from convert.atomic import DEFAULT_FREE_SPACE_MARGIN, atomic_output, check_free_space
-from convert.errors import ConvertError
-from convert.reader import open_checkpoint
-from convert.spec import load_spec, plan_tensors
-from convert.tokenizer import export_tokenizer
-from convert.writer import DEFAULT_CHUNK_BYTES, OUTTYPES, ProgressFn, SourceInfo, WriteResult, estimate_size, write_gguf
+from vibe_edge.convert.atomic import DEFAULT_FREE_SPACE_MARGIN, atomic_output, check_free_space
+from vibe_edge.convert.errors import ConvertError
+from vibe_edge.convert.reader import open_checkpoint
+from vibe_edge.convert.spec import load_spec, plan_tensors
+from vibe_edge.convert.tokenizer import export_tokenizer
+from vibe_edge.convert.writer import DEFAULT_CHUNK_BYTES, OUTTYPES, ProgressFn, SourceInfo, WriteResult, estimate_size, write_gguf
 
 __all__ = ["DEFAULT_OUTTYPE", "convert_folder", "resolve_outtype"]
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from convert.errors import HubError
+from vibe_edge.convert.errors import HubError
 
 __all__ = [
     "CHECKPOINT_PATTERNS",

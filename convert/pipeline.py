@@ -17,20 +17,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from convert.atomic import (
+from vibe_edge.convert.atomic import (
     DEFAULT_FREE_SPACE_MARGIN,
     TMP_PREFIX,
     atomic_output,
     check_free_space,
     remove_stale_temp_files,
 )
-from convert.core import DEFAULT_OUTTYPE, convert_folder, resolve_outtype
-from convert.errors import ConvertError, DependencyMissing, VerificationFailed
+from vibe_edge.convert.core import DEFAULT_OUTTYPE, convert_folder, resolve_outtype
+from vibe_edge.convert.errors import ConvertError, DependencyMissing, VerificationFailed
 from vibe_edge.gguf_reader import read_gguf
-from convert.hub import download_checkpoint, download_gguf, looks_like_repo_id
-from convert.quantize import QUANT_TYPES, normalize_quant, quantize_gguf
-from convert.reader import open_checkpoint
-from convert.writer import ProgressFn, SourceInfo
+from vibe_edge.convert.hub import download_checkpoint, download_gguf, looks_like_repo_id
+from vibe_edge.convert.quantize import QUANT_TYPES, normalize_quant, quantize_gguf
+from vibe_edge.convert.reader import open_checkpoint
+from vibe_edge.convert.writer import ProgressFn, SourceInfo
 from vibe_edge.errors import ModelFileError
 from vibe_edge.registry import Manifest, register_model
 
@@ -106,13 +106,13 @@ def run_convert(req: ConvertRequest) -> ConvertReport:
 
     verify = req.verify
     if verify is None:
-        from convert.verify import have_verify_deps
+        from vibe_edge.convert.verify import have_verify_deps
         verify = have_verify_deps()
         if not verify:
             _say(req, "verification skipped: install the `verify` extra (transformers, torch) to prove "
                       "the conversion faithful")
     elif verify:
-        from convert.verify import have_verify_deps
+        from vibe_edge.convert.verify import have_verify_deps
         if not have_verify_deps():
             raise DependencyMissing("--verify needs transformers and torch",
                                     hint="pip install 'vibe-edge[verify]', or pass --no-verify")
@@ -144,7 +144,7 @@ def run_convert(req: ConvertRequest) -> ConvertReport:
             quantize_gguf(intermediate, qpath, q, progress=req.progress, free_space_margin=req.free_space_margin)
         table = None
         if verify and quants:
-            from convert.verify import DEFAULT_KL_BUDGET, evaluate_quants
+            from vibe_edge.convert.verify import DEFAULT_KL_BUDGET, evaluate_quants
             _say(req, "evaluating quantizations against the unquantized file")
             table = evaluate_quants(intermediate, quant_paths, text=req.eval_text,
                                     kl_budget=req.kl_budget if req.kl_budget is not None else DEFAULT_KL_BUDGET,
@@ -185,7 +185,7 @@ def _base_verification(verification: dict[str, Any]) -> dict[str, Any]:
 
 
 def _verify_unquantized(req: ConvertRequest, folder: Path, gguf_path: Path) -> dict[str, Any]:
-    from convert.verify import compare_logits, tokenizer_parity
+    from vibe_edge.convert.verify import compare_logits, tokenizer_parity
 
     _say(req, "checking tokenizer parity (Hugging Face vs llama.cpp)")
     parity = tokenizer_parity(folder, gguf_path, req.parity_corpus)

@@ -1,6 +1,7 @@
-"""Quantization through llama.cpp's own quantizer (llama_model_quantize, as bound by llama-cpp-python).
+"""Quantization through llama.cpp's own quantizer (llama_model_quantize, through the engine's
+wrapper).
 
-Each quantization runs in a child process (`python -m convert._quantize_worker`): the C call
+Each quantization runs in a child process (`python -m vibe_edge.engine.quantize`): the C call
 cannot be interrupted from Python, but a child can be killed on Ctrl-C, and its log lines
 ("[  12/ 339] blk.3.ffn_up.weight ...") give a per-tensor progress bar. Output is atomic.
 """
@@ -15,9 +16,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from convert.atomic import DEFAULT_FREE_SPACE_MARGIN, atomic_output, check_free_space
-from convert.errors import ConvertError, DependencyMissing
-from convert.writer import ProgressFn
+from vibe_edge.convert.atomic import DEFAULT_FREE_SPACE_MARGIN, atomic_output, check_free_space
+from vibe_edge.convert.errors import ConvertError
+from vibe_edge.convert.writer import ProgressFn
 
 __all__ = [
     "DEFAULT_QUANT",
@@ -87,8 +88,8 @@ def quantize_gguf(
     threads = n_threads or max(1, os.cpu_count() or 1)
     started = time.monotonic()
     with atomic_output(out_path) as tmp:
-        cmd = [sys.executable, "-m", "convert._quantize_worker", str(src), str(tmp), str(ftype), str(threads),
-               str(DEFAULT_QUANT_BUF_BYTES)]
+        cmd = [sys.executable, "-m", "vibe_edge.engine.quantize", str(src), str(tmp), str(ftype),
+               str(threads), str(DEFAULT_QUANT_BUF_BYTES)]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                 errors="replace", env=_worker_env())
         tail: list[str] = []
@@ -104,9 +105,6 @@ def quantize_gguf(
             proc.kill()
             proc.wait()
             raise
-        if rc == 3:
-            raise DependencyMissing("llama-cpp-python is not installed; it is needed to quantize",
-                                    hint="pip install 'vibe-edge[convert]'")
         if rc != 0 or not tmp.is_file():
             detail = "\n".join(t for t in tail if t.strip())[-1500:]
             raise ConvertError(f"llama.cpp failed to quantize {src.name} to {quant} (exit {rc})",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.errors import CheckpointError
+from vibe_edge.convert.errors import CheckpointError
 
 __all__ = [
     "DTYPES",

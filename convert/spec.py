@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from convert.errors import CheckpointError, UnsupportedArchitecture
-from convert.reader import Checkpoint, TensorRef
+from vibe_edge.convert.errors import CheckpointError, UnsupportedArchitecture
+from vibe_edge.convert.reader import Checkpoint, TensorRef
 
 __all__ = [
     "SUPPORTED_ARCHITECTURES",

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from convert.writer import f32_to_bf16_bits
+from vibe_edge.convert.writer import f32_to_bf16_bits
 
 __all__ = [
     "THINK_TOKENS",

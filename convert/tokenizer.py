@@ -16,7 +16,7 @@ from typing import Any
 
 import gguf
 
-from convert.errors import TokenizerError
+from vibe_edge.convert.errors import TokenizerError
 
 __all__ = [
     "CHECK_TEXT",

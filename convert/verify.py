@@ -1,8 +1,10 @@
 """Proving a conversion faithful: tokenizer parity, logits against transformers, quant quality.
 
 Needs the `verify` extra (transformers + torch) for the Hugging Face side; llama.cpp's side goes
-through llama-cpp-python. Every check returns a plain result object with `to_dict()` for the
-manifest; `passed` is False when a stated threshold is missed, and callers fail loudly.
+through the engine's own wrappers (vibe_edge.engine.scoring), and the numbers (KL, top-1,
+perplexity) come from vibe_edge.bench.metrics. Every check returns a plain result object with
+`to_dict()` for the manifest; `passed` is False when a stated threshold is missed, and callers
+fail loudly.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from convert.corpus import eval_text, logit_prompts, parity_corpus
-from convert.errors import DependencyMissing
-from convert.writer import ProgressFn
+from vibe_edge.convert.corpus import eval_text, logit_prompts, parity_corpus
+from vibe_edge.convert.errors import DependencyMissing
+from vibe_edge.convert.writer import ProgressFn
+from vibe_edge.bench.metrics import kl_divergence, log_softmax, next_token_nll
+from vibe_edge.engine.scoring import LogitsRunner, Vocabulary
 
 __all__ = [
     "DEFAULT_EVAL_CTX",
@@ -52,15 +56,6 @@ def have_verify_deps() -> bool:
     except ImportError:
         return False
     return True
-
-
-def _require_llama():
-    try:
-        import llama_cpp
-    except ImportError as exc:
-        raise DependencyMissing("llama-cpp-python is not installed; verification needs it",
-                                hint="pip install 'vibe-edge[convert]'") from exc
-    return llama_cpp
 
 
 def _require_hf():
@@ -108,14 +103,9 @@ class ParityResult:
                 "passed": self.passed, "examples": self.mismatches[:5]}
 
 
-def _vocab_only_model(gguf_path: Path):
-    llama_cpp = _require_llama()
-    from llama_cpp import _internals
-
-    params = llama_cpp.llama_model_default_params()
-    params.vocab_only = True
+def _vocabulary(gguf_path: Path) -> Vocabulary:
     with _quiet_llama():
-        return _internals.LlamaModel(path_model=str(gguf_path), params=params, verbose=False)
+        return Vocabulary(gguf_path)
 
 
 def tokenizer_parity(hf_folder: Path, gguf_path: Path, corpus: Sequence[str] | None = None,
@@ -127,14 +117,14 @@ def tokenizer_parity(hf_folder: Path, gguf_path: Path, corpus: Sequence[str] | N
     """
     _, transformers = _require_hf()
     hf = transformers.AutoTokenizer.from_pretrained(str(hf_folder))
-    model = _vocab_only_model(gguf_path)
+    model = _vocabulary(gguf_path)
     texts = list(corpus if corpus is not None else parity_corpus())
     mismatches: list[dict[str, Any]] = []
     n_bad = 0
     try:
         for text in texts:
             want = list(hf.encode(text, add_special_tokens=False))
-            got = list(model.tokenize(text.encode("utf-8"), False, True)) if text else []
+            got = model.tokenize(text, add_special=False, parse_special=True)
             if want != got:
                 n_bad += 1
                 if len(mismatches) < keep:
@@ -144,37 +134,12 @@ def tokenizer_parity(hf_folder: Path, gguf_path: Path, corpus: Sequence[str] | N
     return ParityResult(len(texts), n_bad, mismatches)
 
 
-# --- shared numerics -----------------------------------------------------------------------------
-
-def _log_softmax(x: np.ndarray) -> np.ndarray:
-    # float32 is enough: per-token KLs we report are >= 1e-5 and summed in float64 below.
-    x = np.asarray(x, dtype=np.float32)
-    x = x - x.max(axis=-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True, dtype=np.float64)).astype(np.float32)
-
-
-def _kl(p_log: np.ndarray, q_log: np.ndarray) -> np.ndarray:
-    """KL(P || Q) per row, P the reference."""
-    return (np.exp(p_log) * (p_log - q_log)).sum(axis=-1)
-
-
-class _LlamaRunner:
-    """A llama.cpp model that returns logits for every position of a token window."""
+class _LlamaRunner(LogitsRunner):
+    """The engine's logits runner, quiet while llama.cpp loads the model."""
 
     def __init__(self, gguf_path: Path, n_ctx: int, n_threads: int | None = None):
-        llama_cpp = _require_llama()
         with _quiet_llama():
-            self.llm = llama_cpp.Llama(model_path=str(gguf_path), n_ctx=n_ctx, n_batch=n_ctx,
-                                       n_ubatch=n_ctx, logits_all=True, verbose=False,
-                                       n_threads=n_threads or max(1, os.cpu_count() or 1))
-
-    def logits(self, ids: Sequence[int]) -> np.ndarray:
-        self.llm.reset()  # eval() then drops the whole KV cache: every window starts fresh
-        self.llm.eval(list(ids))
-        return np.array(self.llm.scores[: len(ids)], dtype=np.float32)
-
-    def close(self) -> None:
-        self.llm.close()
+            super().__init__(gguf_path, n_ctx, n_threads)
 
 
 # --- 2. logits against transformers --------------------------------------------------------------
@@ -231,7 +196,7 @@ def compare_logits(hf_folder: Path, gguf_path: Path, prompts: Sequence[str] | No
             got = runner.logits(ids)
             n_vocab = min(ref.shape[-1], got.shape[-1])
             ref, got = ref[:, :n_vocab], got[:, :n_vocab]
-            kls.append(_kl(_log_softmax(ref), _log_softmax(got)))
+            kls.append(kl_divergence(log_softmax(ref), log_softmax(got)))
             agree += int((ref.argmax(-1) == got.argmax(-1)).sum())
             total += len(ids)
             diff = np.abs(ref - got)
@@ -290,12 +255,6 @@ def _windows(ids: Sequence[int], n_ctx: int) -> list[list[int]]:
     return [list(ids[i:i + n_ctx]) for i in range(0, len(ids) - 1, n_ctx) if len(ids[i:i + n_ctx]) > 1]
 
 
-def _nll(log_probs: np.ndarray, window: Sequence[int]) -> np.ndarray:
-    """Negative log-likelihood of each next token in the window (positions 0..n-2 predict 1..n-1)."""
-    nxt = np.asarray(window[1:])
-    return -log_probs[np.arange(len(nxt)), nxt]
-
-
 def evaluate_quants(base_path: Path, quants: dict[str, Path], *, text: str | None = None,
                     n_ctx: int = DEFAULT_EVAL_CTX, kl_budget: float = DEFAULT_KL_BUDGET,
                     base_label: str = "base", progress: ProgressFn | None = None) -> QuantTable:
@@ -306,11 +265,8 @@ def evaluate_quants(base_path: Path, quants: dict[str, Path], *, text: str | Non
     so the KL is exact (full vocabulary) without storing the base's logits for the whole text.
     All models stay loaded (llama.cpp maps the files; quantized 1.5B files are ~1 GB each).
     """
-    tok_model = _vocab_only_model(base_path)
-    try:
-        ids = list(tok_model.tokenize((text or eval_text()).encode("utf-8"), False, True))
-    finally:
-        tok_model.close()
+    with _vocabulary(base_path) as vocab:
+        ids = vocab.tokenize(text or eval_text())
     windows = _windows(ids, n_ctx)
     n_scored = sum(len(w) - 1 for w in windows)
     names = list(quants)
@@ -324,15 +280,15 @@ def evaluate_quants(base_path: Path, quants: dict[str, Path], *, text: str | Non
         for name in names:
             runners[name] = _LlamaRunner(quants[name], n_ctx)
         for wi, window in enumerate(windows):
-            p = _log_softmax(base.logits(window))[:-1]
+            p = log_softmax(base.logits(window))[:-1]
             p_prob = np.exp(p)
             p_top = p.argmax(-1)
-            base_nll += float(_nll(p, window).sum())
+            base_nll += float(next_token_nll(p, window).sum())
             for name in names:
-                q = _log_softmax(runners[name].logits(window))[:-1]
+                q = log_softmax(runners[name].logits(window))[:-1]
                 kl_parts[name].append((p_prob * (p - q)).sum(axis=-1))
                 agree[name] += int((p_top == q.argmax(-1)).sum())
-                nll[name] += float(_nll(q, window).sum())
+                nll[name] += float(next_token_nll(q, window).sum())
             if progress is not None:
                 progress("evaluate", wi + 1, len(windows))
     finally:

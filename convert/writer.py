@@ -20,10 +20,10 @@ from typing import Any
 import gguf
 import numpy as np
 
-from convert.errors import CheckpointError, ConvertError
-from convert.reader import Checkpoint
-from convert.spec import ModelSpec, TensorPlan, permute_qk
-from convert.tokenizer import TokenizerExport, add_tokenizer_to_gguf
+from vibe_edge.convert.errors import CheckpointError, ConvertError
+from vibe_edge.convert.reader import Checkpoint
+from vibe_edge.convert.spec import ModelSpec, TensorPlan, permute_qk
+from vibe_edge.convert.tokenizer import TokenizerExport, add_tokenizer_to_gguf
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",

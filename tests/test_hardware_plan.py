@@ -19,9 +19,9 @@ from vibe_edge.hardware import (
     Plan,
     check_fits,
     detect_hardware,
-    format_plan,
     make_plan,
 )
+from vibe_edge.cli.doctor import decision_line, format_plan
 from vibe_edge.modelfile import GGUFFacts
 
 GiB = 1024**3
@@ -67,7 +67,7 @@ def assert_sane(plan: Plan) -> None:
     assert plan.kv_type in ("f16", "q8_0", "q4_0")
     m = plan.memory
     assert m.total_bytes == m.weights_bytes + m.kv_bytes + m.overhead_bytes
-    assert len(plan.reasons) >= 8
+    assert len(plan.decisions) >= 8 and len({d.name for d in plan.decisions}) == len(plan.decisions)
     json.dumps(plan.to_dict())
 
 
@@ -98,7 +98,8 @@ def test_small_ram_trades_kv_precision_then_slots_and_still_fits() -> None:
     assert plan.ctx_per_slot >= MIN_PLANNED_CTX_PER_SLOT
     assert plan.memory.fits
     check_fits(plan)
-    assert any("kv_type = q8_0" in r and "f16" in r for r in plan.reasons)
+    kv = plan.decision("kv_type")
+    assert kv.value == "q8_0" and "f16" in kv.reason and not kv.set_by_user
 
 
 def test_smaller_ram_fails_clearly() -> None:
@@ -162,8 +163,9 @@ def test_explicit_values_win_and_say_so() -> None:
     assert (plan.n_slots, plan.ctx_per_slot, plan.kv_type, plan.batch_size) == (2, 4096, "q4_0", 256)
     assert plan.memory.device == "cpu"
     for key in ("threads", "gpu_layers", "n_slots", "ctx_per_slot", "kv_type"):
-        line = next(r for r in plan.reasons if r.startswith(key + " ="))
-        assert "set by you" in line
+        decision = plan.decision(key)
+        assert decision.set_by_user and "set by you" in decision.reason
+    assert not plan.decision("prefer_quant").set_by_user
     assert plan.prefer_quant == "Q4_K_M"  # the GPU is not used
 
 
@@ -194,7 +196,7 @@ def test_reasoning_model_may_exceed_its_config_context() -> None:
 def test_plain_model_is_capped_at_its_trained_context(tmp_path: Path) -> None:
     plan = make_plan(T4, facts(has_think_tokens=False, n_ctx_train=8192))
     assert plan.ctx_per_slot == 8192
-    assert any("trained context 8,192" in r for r in plan.reasons)
+    assert "trained context 8,192" in plan.decision("ctx_per_slot").reason
 
 
 def test_untested_architecture_warns() -> None:
@@ -211,8 +213,9 @@ def test_format_plan_lists_hardware_and_every_reason() -> None:
     plan = make_plan(ORIN_NANO, None)
     text = format_plan(plan, ORIN_NANO)
     assert "Jetson Orin Nano" in text and "6 physical" in text and "neon" in text
-    for reason in plan.reasons:
-        assert reason in text
+    for decision in plan.decisions:
+        assert decision_line(decision) in text
+    assert f"ctx_per_slot = {plan.ctx_per_slot:,}: " in text and "flash_attn = on: " in text
     assert "Memory (unified)" in text
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from convert.core import convert_folder
-from convert.synth import write_qwen2_checkpoint
+from vibe_edge.convert.core import convert_folder
+from vibe_edge.convert.synth import write_qwen2_checkpoint
 
 FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "qwen2.5-math-1.5b"
 

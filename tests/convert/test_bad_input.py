@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from convert.core import convert_folder
-from convert.errors import (
+from vibe_edge.convert.core import convert_folder
+from vibe_edge.convert.errors import (
     CheckpointError,
     ConversionInterrupted,
     InsufficientDiskSpace,
@@ -150,8 +150,8 @@ def test_disk_full_while_writing_leaves_nothing(tiny_tied, tmp_path):
         "from pathlib import Path\n"
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (20 << 20, 20 << 20))\n"
-        "from convert.core import convert_folder\n"
-        "from convert.errors import InsufficientDiskSpace\n"
+        "from vibe_edge.convert.core import convert_folder\n"
+        "from vibe_edge.convert.errors import InsufficientDiskSpace\n"
         "try:\n"
         f"    convert_folder(Path({str(tiny_tied)!r}), Path({str(out / 'm.gguf')!r}))\n"
         "except InsufficientDiskSpace as e:\n"
@@ -197,7 +197,7 @@ def test_sigint_to_cli_leaves_nothing(tiny_tied, tmp_path):
 
 def test_stale_temp_files_of_killed_runs_are_removed(tmp_path):
     """SIGKILL gives no chance to clean up: the next run removes temp files of dead processes."""
-    from convert.atomic import TMP_PREFIX, remove_stale_temp_files
+    from vibe_edge.convert.atomic import TMP_PREFIX, remove_stale_temp_files
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

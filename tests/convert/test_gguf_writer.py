@@ -9,7 +9,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from convert.writer import FAST_ARRAY_MIN_ITEMS, _FastArrayWriter
+from vibe_edge.convert.writer import FAST_ARRAY_MIN_ITEMS, _FastArrayWriter
 from vibe_edge.gguf_reader import read_gguf
 
 N = FAST_ARRAY_MIN_ITEMS + 7  # above the fast path's threshold

@@ -76,8 +76,8 @@ def test_convert_from_cached_hub_repo_offline(tiny_tied, tmp_path, hub_cache):
 
 
 def test_offline_and_not_cached_is_a_clear_error(hub_cache, tmp_path):
-    from convert.errors import HubError
-    from convert.hub import download_checkpoint
+    from vibe_edge.convert.errors import HubError
+    from vibe_edge.convert.hub import download_checkpoint
 
     with pytest.raises(HubError, match="not in the local cache") as exc:
         download_checkpoint("nobody/never-downloaded")
@@ -85,7 +85,7 @@ def test_offline_and_not_cached_is_a_clear_error(hub_cache, tmp_path):
 
 
 def test_pull_from_cache_checks_and_registers(hub_cache, tmp_path, tiny_tied_gguf):
-    from convert.pipeline import PullRequest, pull_model
+    from vibe_edge.convert.pipeline import PullRequest, pull_model
 
     fill_cache(hub_cache, "mradermacher/VibeThinker-tiny-GGUF",
                {"VibeThinker-tiny.Q4_K_M.gguf": tiny_tied_gguf})
@@ -100,8 +100,8 @@ def test_pull_from_cache_checks_and_registers(hub_cache, tmp_path, tiny_tied_ggu
 
 
 def test_pull_missing_quant_lists_what_is_cached(hub_cache, tmp_path, tiny_tied_gguf):
-    from convert.errors import HubError
-    from convert.pipeline import PullRequest, pull_model
+    from vibe_edge.convert.errors import HubError
+    from vibe_edge.convert.pipeline import PullRequest, pull_model
 
     fill_cache(hub_cache, "org/only-q8", {"m.Q8_0.gguf": tiny_tied_gguf})
     with pytest.raises(HubError, match="no single-file Q4_K_M"):
@@ -110,7 +110,7 @@ def test_pull_missing_quant_lists_what_is_cached(hub_cache, tmp_path, tiny_tied_
 
 def test_pull_refuses_a_damaged_file(hub_cache, tmp_path):
     from vibe_edge.errors import ModelFileError
-    from convert.pipeline import PullRequest, pull_model
+    from vibe_edge.convert.pipeline import PullRequest, pull_model
 
     junk = tmp_path / "junk.gguf"
     junk.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\xff" * 20)

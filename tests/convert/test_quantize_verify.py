@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from convert.corpus import SPECIAL_TAGS, eval_text, parity_corpus
-from convert.core import convert_folder
+from vibe_edge.convert.corpus import SPECIAL_TAGS, eval_text, parity_corpus
+from vibe_edge.convert.core import convert_folder
 from vibe_edge.gguf_reader import read_gguf
-from convert.quantize import QUANT_TYPES, quantize_gguf
+from vibe_edge.convert.quantize import QUANT_TYPES, quantize_gguf
 
-pytest.importorskip("llama_cpp")
 
 SHORT_TEXT = eval_text(blocks=6)  # ~500 tokens: keeps the 7-way comparison fast in tests
 
@@ -23,22 +23,22 @@ def all_quants(tmp_path_factory, tiny_tied_gguf) -> dict[str, Path]:
 
 
 def test_every_quant_type_loads_and_is_labelled(all_quants):
-    from llama_cpp import Llama
+    from vibe_edge.engine.scoring import LogitsRunner
 
     for quant, path in all_quants.items():
         info = read_gguf(path)
         ftype = info.fields["general.file_type"]
         assert ftype == QUANT_TYPES[quant][0], quant
-        llm = Llama(model_path=str(path), n_ctx=64, verbose=False, n_threads=2)
+        runner = LogitsRunner(path, n_ctx=64, n_threads=2)
         try:
-            llm.eval([151644, 872, 198, 16, 17])
-            assert llm.n_tokens == 5
+            logits = runner.logits([151644, 872, 198, 16, 17])
+            assert logits.shape[0] == 5 and np.isfinite(logits).all()
         finally:
-            llm.close()
+            runner.close()
 
 
 def test_error_grows_as_bits_shrink(tiny_tied_gguf, all_quants):
-    from convert.verify import evaluate_quants
+    from vibe_edge.convert.verify import evaluate_quants
 
     table = evaluate_quants(tiny_tied_gguf, all_quants, text=SHORT_TEXT, n_ctx=128)
     kl = {r.quant: r.kl_mean for r in table.rows}
@@ -58,7 +58,7 @@ def test_error_grows_as_bits_shrink(tiny_tied_gguf, all_quants):
 
 
 def test_builtin_corpora_are_big_and_varied(tiny_tied):
-    from convert.tokenizer import load_hf_tokenizer
+    from vibe_edge.convert.tokenizer import load_hf_tokenizer
 
     corpus = parity_corpus()
     assert len(corpus) >= 1000 and len(set(corpus)) > 900
@@ -74,7 +74,7 @@ def test_builtin_corpora_are_big_and_varied(tiny_tied):
 
 def test_tokenizer_parity_hf_vs_llama_cpp(tiny_tied, tiny_tied_gguf):
     pytest.importorskip("transformers")
-    from convert.verify import tokenizer_parity
+    from vibe_edge.convert.verify import tokenizer_parity
 
     result = tokenizer_parity(tiny_tied, tiny_tied_gguf)
     assert result.n_strings >= 1000
@@ -83,7 +83,7 @@ def test_tokenizer_parity_hf_vs_llama_cpp(tiny_tied, tiny_tied_gguf):
 
 def test_logits_match_transformers_tied_bf16(tiny_tied, tiny_tied_gguf):
     pytest.importorskip("transformers")
-    from convert.verify import compare_logits
+    from vibe_edge.convert.verify import compare_logits
 
     result = compare_logits(tiny_tied, tiny_tied_gguf)
     assert result.passed, result.failures
@@ -92,7 +92,7 @@ def test_logits_match_transformers_tied_bf16(tiny_tied, tiny_tied_gguf):
 
 def test_logits_match_transformers_untied_f16(tiny_untied, tmp_path):
     pytest.importorskip("transformers")
-    from convert.verify import compare_logits
+    from vibe_edge.convert.verify import compare_logits
 
     out = tmp_path / "u.gguf"
     convert_folder(tiny_untied, out)
@@ -103,7 +103,7 @@ def test_logits_match_transformers_untied_f16(tiny_untied, tmp_path):
 def test_logits_check_fails_loudly_on_wrong_weights(tiny_untied, tiny_tied_gguf):
     """A GGUF that does not hold the checkpoint's weights misses every threshold."""
     pytest.importorskip("transformers")
-    from convert.verify import compare_logits
+    from vibe_edge.convert.verify import compare_logits
 
     result = compare_logits(tiny_untied, tiny_tied_gguf)
     assert not result.passed
@@ -112,7 +112,7 @@ def test_logits_check_fails_loudly_on_wrong_weights(tiny_untied, tiny_tied_gguf)
 
 def test_full_pipeline_with_verification(tiny_tied, tmp_path):
     pytest.importorskip("transformers")
-    from convert.pipeline import ConvertRequest, run_convert
+    from vibe_edge.convert.pipeline import ConvertRequest, run_convert
     from vibe_edge.registry import list_models, resolve_model
 
     models = tmp_path / "models"

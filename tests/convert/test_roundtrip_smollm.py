@@ -16,11 +16,10 @@ import pytest
 from gguf.constants import GGML_QUANT_SIZES
 from gguf.quants import dequantize
 
-from convert.core import convert_folder
+from vibe_edge.convert.core import convert_folder
 from vibe_edge.gguf_reader import GGUFFile, read_gguf
-from convert.synth import write_safetensors
+from vibe_edge.convert.synth import write_safetensors
 
-llama_cpp = pytest.importorskip("llama_cpp")
 
 _LAYER = {
     "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
@@ -140,23 +139,25 @@ def test_roundtrip_metadata_and_exact_tensors(smollm_roundtrip, demo_model):
 
 
 def test_roundtrip_logits_match_the_original(smollm_roundtrip, demo_model):
-    from convert.corpus import logit_prompts
-    from convert.verify import _LlamaRunner, _kl, _log_softmax
+    from vibe_edge.convert.corpus import logit_prompts
+    from vibe_edge.bench.metrics import kl_divergence, log_softmax
+    from vibe_edge.engine.scoring import LogitsRunner, Vocabulary
 
     _, out = smollm_roundtrip
-    a, b = _LlamaRunner(demo_model, 256), _LlamaRunner(out, 256)
+    a, b = LogitsRunner(demo_model, 256), LogitsRunner(out, 256)
+    va, vb = Vocabulary(demo_model), Vocabulary(out)
     try:
         kls, agree, total = [], 0, 0
         for prompt in logit_prompts()[:3]:
-            ids = a.llm.tokenize(prompt.encode(), add_bos=False, special=True)
-            assert ids == b.llm.tokenize(prompt.encode(), add_bos=False, special=True)
+            ids = va.tokenize(prompt)
+            assert ids == vb.tokenize(prompt)
             la, lb = a.logits(ids), b.logits(ids)
-            kls.append(_kl(_log_softmax(la), _log_softmax(lb)))
+            kls.append(kl_divergence(log_softmax(la), log_softmax(lb)))
             agree += int((la.argmax(-1) == lb.argmax(-1)).sum())
             total += len(ids)
     finally:
-        a.close()
-        b.close()
+        for item in (a, b, va, vb):
+            item.close()
     kl = np.concatenate(kls)
     # Same weights; the original multiplies in Q4_1 x Q8_1, ours in f32: rounding-level differences.
     assert kl.mean() < 0.01, kl.mean()
@@ -165,7 +166,7 @@ def test_roundtrip_logits_match_the_original(smollm_roundtrip, demo_model):
 
 def test_roundtrip_against_transformers(smollm_roundtrip):
     pytest.importorskip("transformers")
-    from convert.verify import compare_logits, tokenizer_parity
+    from vibe_edge.convert.verify import compare_logits, tokenizer_parity
 
     ckpt, out = smollm_roundtrip
     parity = tokenizer_parity(ckpt, out)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from convert.core import convert_folder
-from convert.synth import write_qwen2_checkpoint
+from vibe_edge.convert.core import convert_folder
+from vibe_edge.convert.synth import write_qwen2_checkpoint
 from vibe_edge.engine import (
     Engine,
     EngineConfig,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from vibe_edge.benchmark import (
+from vibe_edge.bench.engine import (
     DEFAULT_DECODE_PAIRS,
     DEFAULT_DECODE_TOKENS,
     DEFAULT_ROUNDS,

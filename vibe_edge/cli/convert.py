@@ -79,7 +79,7 @@ def convert_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Convert a Qwen2 / Llama checkpoint into GGUF files in the models directory, verified."""
-    from convert.pipeline import ConvertRequest, run_convert
+    from vibe_edge.convert.pipeline import ConvertRequest, run_convert
 
     _sigterm_as_interrupt()
     with cli_errors():
@@ -122,7 +122,7 @@ def pull_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
     """Fetch a published GGUF from the hub (or the local cache when offline), check it, register it."""
-    from convert.pipeline import PullRequest, pull_model
+    from vibe_edge.convert.pipeline import PullRequest, pull_model
 
     _sigterm_as_interrupt()
     with cli_errors():

@@ -1,4 +1,5 @@
-"""`vibe-edge doctor`: what this machine has, and the plan the engine will use on it."""
+"""`vibe-edge doctor`: what this machine has, and the plan the engine will use on it (the plan's
+decisions come from vibe_edge.hardware; how they read on a terminal is decided here)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from vibe_edge.cli.common import (
     settings_from_flags,
 )
 from vibe_edge.errors import ModelNotFound
-from vibe_edge.hardware import HardwareInfo, check_fits, detect_hardware, format_plan, make_plan
+from vibe_edge.hardware import HardwareInfo, check_fits, detect_hardware, make_plan
+from vibe_edge.hardware.plan import GiB, Decision, Plan
 from vibe_edge.modelfile import inspect_gguf
 from vibe_edge.registry import resolve_model
 
@@ -80,3 +82,47 @@ def doctor(
                 console.print(f"[bold red]does not fit:[/] {fits_error}")
         if fits_error:
             raise typer.Exit(1)
+
+
+def decision_line(d: Decision) -> str:
+    """"ctx_per_slot = 16,384: limited by ..." - one choice of the plan, as doctor prints it."""
+    if isinstance(d.value, bool):
+        value = "on" if d.value else "off"
+    elif isinstance(d.value, int):
+        value = f"{d.value:,}"
+    else:
+        value = str(d.value)
+    return f"{d.name} = {value}: {d.reason}"
+
+
+def format_plan(plan: Plan, hw: HardwareInfo) -> str:
+    """What `vibe-edge doctor` prints: the machine, then each choice with its reason."""
+    features = " ".join(sorted(hw.cpu_features)) or "none detected"
+    lines = [
+        "Hardware",
+        f"  CPU     {hw.cpu_model} ({hw.machine}, {hw.os}): {hw.physical_cores} physical / "
+        f"{hw.logical_cores} logical cores usable; SIMD: {features}",
+        f"  RAM     {_gib(hw.ram_total_bytes)} total, {_gib(hw.ram_available_bytes)} available",
+    ]
+    for g in hw.gpus:
+        cc = f", compute capability {g.compute_capability}" if g.compute_capability else ""
+        lines.append(f"  GPU     {g.name}: {_gib(g.free_bytes)} free of {_gib(g.total_bytes)}{cc}")
+    if hw.jetson_model:
+        lines.append(f"  Board   {hw.jetson_model} (GPU memory is the system RAM)")
+    offload = "available" if hw.gpu_offload_supported else "not in this build"
+    lines.append(f"  llama.cpp GPU offload: {offload}")
+    lines.extend(f"  note: {n}" for n in hw.notes)
+    lines.append(f"Plan for {plan.model}")
+    lines.extend(f"  {decision_line(d)}" for d in plan.decisions)
+    m = plan.memory
+    lines.append(f"Memory ({m.device}): weights {_gib(m.weights_bytes)} + KV {_gib(m.kv_bytes)} + "
+                 f"runtime {_gib(m.overhead_bytes)} = {_gib(m.total_bytes)} of a "
+                 f"{_gib(m.budget_bytes)} budget ({m.budget_note})")
+    if plan.warnings:
+        lines.append("Warnings")
+        lines.extend(f"  ! {w}" for w in plan.warnings)
+    return "\n".join(lines)
+
+
+def _gib(n: float) -> str:
+    return f"{n / GiB:.1f} GiB"

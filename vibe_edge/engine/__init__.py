@@ -5,6 +5,7 @@ lives in the leaf module vibe_edge.types and is re-exported here, so `from vibe_
 import ...` gives the whole public API.
 """
 
+from vibe_edge.engine._llama import supports_gpu_offload
 from vibe_edge.engine.engine import Engine, EngineConfig
 from vibe_edge.engine.handle import RequestHandle
 from vibe_edge.types import (
@@ -32,5 +33,5 @@ __all__ = [
     "Engine", "EngineAPI", "EngineConfig", "EngineStatus", "Event", "EventStream", "Finished",
     "FinishReason", "GenerationRequest", "GenerationResult", "ModelInfo", "Notice", "ReasoningEnd",
     "ReasoningOptions", "RequestHandle", "RequestStats", "RequestStream", "SamplingParams",
-    "Started", "StructuredOutput", "TextDelta",
+    "Started", "StructuredOutput", "TextDelta", "supports_gpu_offload",
 ]

@@ -11,11 +11,13 @@ from __future__ import annotations
 import collections
 import ctypes
 import logging
+import os
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import llama_cpp as C
+import numpy as np
 
 from vibe_edge.defaults import KV_TYPES
 from vibe_edge.errors import InvalidRequest, ModelFileError
@@ -72,8 +74,31 @@ def _failure_reason() -> str:
     return "; ".join(_recent_errors) or "no reason given"
 
 
+def usable_cores() -> int:
+    """CPUs this process may run on (containers and taskset allow fewer than the machine has)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def supports_gpu_offload() -> bool:
     return bool(C.llama_supports_gpu_offload())
+
+
+def quantize_model(src: str, dst: str, *, ftype: int, threads: int, max_buf_bytes: int | None = None) -> bool:
+    """llama.cpp's own quantizer (llama_model_quantize): `src` to `dst` as LLAMA_FTYPE `ftype`.
+    Blocking and uninterruptible: callers run it in a child process they can kill. llama.cpp's
+    log stays on stderr (no init_backend()): its per-tensor lines are the caller's progress."""
+    C.llama_backend_init()
+    params = C.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.nthread = threads
+    if max_buf_bytes is not None and hasattr(params, "max_buf_size"):
+        # llama.cpp holds this many bytes of rows (source, f32 copy, result) at once; its 8 GiB
+        # default takes VibeThinker's whole 152k-row embedding in one slab (~1.6 GB of RAM).
+        params.max_buf_size = max_buf_bytes
+    return C.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(params)) == 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -82,10 +107,12 @@ def supports_gpu_offload() -> bool:
 class Model:
     """A loaded GGUF: weights, vocabulary and metadata."""
 
-    def __init__(self, path: str, *, gpu_layers: int = 0):
+    def __init__(self, path: str, *, gpu_layers: int = 0, vocab_only: bool = False):
+        """vocab_only: load the vocabulary and metadata without the weights (to tokenize)."""
         init_backend()
         params = C.llama_model_default_params()
         params.n_gpu_layers = gpu_layers
+        params.vocab_only = vocab_only
         _recent_errors.clear()
         ptr = C.llama_model_load_from_file(path.encode(), params)
         if not ptr:
@@ -191,6 +218,7 @@ class ContextParams:
     threads_batch: int
     kv_type: str = "f16"
     flash_attn: bool | None = None  # None: llama.cpp decides
+    n_ubatch: int | None = None     # None: min(n_batch, 512)
 
 
 class Context:
@@ -204,7 +232,7 @@ class Context:
         params = C.llama_context_default_params()
         params.n_ctx = p.n_seq * p.ctx_per_seq
         params.n_batch = p.n_batch
-        params.n_ubatch = min(p.n_batch, 512)
+        params.n_ubatch = p.n_ubatch or min(p.n_batch, 512)
         params.n_seq_max = p.n_seq
         params.n_threads = p.threads
         params.n_threads_batch = p.threads_batch
@@ -235,6 +263,13 @@ class Context:
     def seq_remove(self, seq: int, start: int = -1, end: int = -1) -> bool:
         """Drop positions [start, end) of a sequence (-1: open bound)."""
         return bool(C.llama_memory_seq_rm(self.memory, seq, start, end))
+
+    def logits(self, n_outputs: int) -> np.ndarray:
+        """The logits of the last decode's outputs (the tokens added with logits), in batch
+        order: an (n_outputs, n_vocab) float32 copy."""
+        ptr = C.llama_get_logits(self.ptr)
+        n_vocab = self.model.n_vocab
+        return np.ctypeslib.as_array(ptr, shape=(n_outputs * n_vocab,)).reshape(n_outputs, n_vocab).copy()
 
     def seq_copy(self, src: int, dst: int, start: int = -1, end: int = -1) -> None:
         """Make positions [start, end) of `src` belong to `dst` too (-1: open bound). With a

@@ -7,7 +7,6 @@ a clear error and never reaches the scheduler), then hands a Job to the schedule
 from __future__ import annotations
 
 import logging
-import os
 import random
 import threading
 import time
@@ -26,7 +25,15 @@ from vibe_edge.defaults import (
     MIN_BATCH_SIZE,
     MIN_CTX_PER_SLOT,
 )
-from vibe_edge.engine._llama import Batch, Context, ContextParams, Model, Sampler, supports_gpu_offload
+from vibe_edge.engine._llama import (
+    Batch,
+    Context,
+    ContextParams,
+    Model,
+    Sampler,
+    supports_gpu_offload,
+    usable_cores,
+)
 from vibe_edge.engine.backend import LlamaBackend
 from vibe_edge.engine.grammar import grammar_for
 from vibe_edge.engine.handle import RequestHandle
@@ -46,13 +53,6 @@ from vibe_edge.types import (
 )
 
 log = logging.getLogger("vibe_edge.engine")
-
-
-def _usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ class Engine:
         path = str(Path(config.model_path).expanduser())
         facts = inspect_gguf(path)  # clear errors for non-GGUF / truncated files, before llama.cpp
         self._model = Model(path, gpu_layers=config.gpu_layers)
-        threads = config.threads or _usable_cores()
+        threads = config.threads or usable_cores()
         try:
             self._ctx = Context(self._model, ContextParams(
                 n_seq=config.n_slots, ctx_per_seq=config.ctx_per_slot, n_batch=config.batch_size,

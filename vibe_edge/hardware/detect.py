@@ -308,11 +308,12 @@ def _jetson_model(root: Path) -> str | None:
 
 
 def _llama_cpp_offload() -> bool | None:
+    """What this llama.cpp build says, asked through the engine (the only code that loads it)."""
     try:
-        import llama_cpp  # noqa: PLC0415 - optional: still compiling on some machines
-    except ImportError:
+        from vibe_edge.engine import supports_gpu_offload  # noqa: PLC0415 - loads llama.cpp
+    except ImportError:  # llama-cpp-python still compiling, or a broken install
         return None
     try:
-        return bool(llama_cpp.llama_supports_gpu_offload())
+        return supports_gpu_offload()
     except Exception:  # an old or broken build: treat as CPU-only rather than fail detection
         return False

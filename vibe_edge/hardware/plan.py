@@ -1,8 +1,9 @@
 """Turn a machine description and a model's shape into the engine's default configuration.
 
 The plan picks threads, GPU layers, slots, context per slot and KV-cache type, estimates the
-memory that takes, and keeps one human-readable reason per choice for `vibe-edge doctor`. Every
-value the user set explicitly wins over the automatic choice. check_fits() refuses a plan that
+memory that takes, and records each choice as a Decision (setting, value, why) for `vibe-edge
+doctor`, which formats them (cli/doctor.py). Every value the user set explicitly wins over the
+automatic choice. check_fits() refuses a plan that
 cannot fit before llama.cpp tries to allocate it (and gets killed or crashes half-way).
 
 Estimates are deliberately a little pessimistic: a plan that leaves 10% unused is better than
@@ -11,6 +12,7 @@ one that swaps a laptop to a standstill.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -33,8 +35,8 @@ __all__ = [
     "MemoryEstimate",
     "Plan",
     "make_plan",
+    "Decision",
     "check_fits",
-    "format_plan",
 ]
 
 GiB = 1024**3
@@ -81,6 +83,17 @@ class MemoryEstimate:
 
 
 @dataclass(frozen=True)
+class Decision:
+    """One choice of the plan: the setting, the value chosen, and why (set_by_user: the value
+    came from a flag, the config file or the environment)."""
+
+    name: str
+    value: Any
+    reason: str
+    set_by_user: bool = False
+
+
+@dataclass(frozen=True)
 class Plan:
     model: str              # what was planned for (name and quant)
     model_quant: str | None
@@ -94,7 +107,7 @@ class Plan:
     batch_size: int
     prefer_quant: str
     memory: MemoryEstimate
-    reasons: tuple[str, ...]
+    decisions: tuple[Decision, ...]
     warnings: tuple[str, ...]
 
     @property
@@ -102,9 +115,15 @@ class Plan:
         """Total KV cells llama.cpp must allocate (all slots)."""
         return self.n_slots * self.ctx_per_slot
 
+    def decision(self, name: str) -> Decision:
+        for d in self.decisions:
+            if d.name == name:
+                return d
+        raise KeyError(name)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["reasons"], data["warnings"] = list(self.reasons), list(self.warnings)
+        data["decisions"], data["warnings"] = [asdict(d) for d in self.decisions], list(self.warnings)
         data["memory"]["fits"] = self.memory.fits
         return data
 
@@ -170,8 +189,11 @@ def make_plan(hw: HardwareInfo, model: GGUFFacts | None = None, *, threads: int 
     if kv_type is not None and kv_type not in KV_BYTES_PER_ELEMENT:
         raise PlanError(f"kv_type must be one of {', '.join(KV_BYTES_PER_ELEMENT)}, got {kv_type!r}",
                         param="kv_type")
-    reasons: list[str] = []
+    decisions: list[Decision] = []
     warnings: list[str] = []
+
+    def decide(name: str, value: Any, reason: str, *, set_by_user: bool = False) -> None:
+        decisions.append(Decision(name, value, reason, set_by_user))
     gpu = hw.best_gpu
     discrete = gpu is not None and not hw.unified_memory
 
@@ -181,15 +203,15 @@ def make_plan(hw: HardwareInfo, model: GGUFFacts | None = None, *, threads: int 
         threads = hw.physical_cores
         smt = f" ({hw.logical_cores} logical: hyperthreads would contend for the same memory bandwidth)" \
             if hw.logical_cores > hw.physical_cores else ""
-        reasons.append(f"threads = {threads}: one per usable physical core, since token generation "
-                       f"is memory-bound{smt}")
+        decide("threads", threads, f"one per usable physical core, since token generation is "
+                                   f"memory-bound{smt}")
         threads_batch = max(threads, hw.logical_cores)
-        reasons.append(f"threads_batch = {threads_batch}: every usable logical core for prompt "
-                       "processing, which is compute-bound")
+        decide("threads_batch", threads_batch, "every usable logical core for prompt processing, "
+                                               "which is compute-bound")
     else:
         threads_batch = threads
-        reasons.append(f"threads = {threads}: set by you")
-        reasons.append(f"threads_batch = {threads_batch}: same as threads, set by you")
+        decide("threads", threads, "set by you", set_by_user=True)
+        decide("threads_batch", threads_batch, "same as threads, set by you", set_by_user=True)
         if threads > hw.logical_cores:
             warnings.append(f"{threads} threads on {hw.logical_cores} usable cores will oversubscribe "
                             "the CPU and slow decoding down")
@@ -205,13 +227,13 @@ def make_plan(hw: HardwareInfo, model: GGUFFacts | None = None, *, threads: int 
         why_quant = ("generating on a CPU or a small board is limited by memory bandwidth, and "
                      "Q4_K_M reads the fewest bytes per token for a small quality loss")
     shape = _shape(model, prefer_quant)
-    reasons.append(f"prefer_quant = {prefer_quant}: {why_quant}"
-                   + (f" (the loaded file is {shape.quant})" if model is not None and shape.quant
-                      and shape.quant != prefer_quant else ""))
+    decide("prefer_quant", prefer_quant, why_quant
+           + (f" (the loaded file is {shape.quant})" if model is not None and shape.quant
+              and shape.quant != prefer_quant else ""))
 
     # -- where the model runs and which memory bounds it.
     device, gpu_layers, budget, budget_note = _placement(hw, shape, gpu_layers, slots, ctx_per_slot,
-                                                         kv_type, batch_size, reasons, warnings)
+                                                         kv_type, batch_size, decide, warnings)
 
     # -- slots, KV type and context per slot: solved together against the budget.
     unified = device == "unified"
@@ -250,7 +272,7 @@ def make_plan(hw: HardwareInfo, model: GGUFFacts | None = None, *, threads: int 
 
     if ctx_per_slot is not None:
         ctx = ctx_per_slot
-        reasons_ctx = f"ctx_per_slot = {ctx:,}: set by you"
+        ctx_reason, ctx_by_user = "set by you", True
         if ctx > usable:
             warnings.append(f"ctx_per_slot {ctx:,} is beyond the model's usable {usable:,} tokens "
                             f"({usable_why}); output past that point may degrade")
@@ -265,25 +287,25 @@ def make_plan(hw: HardwareInfo, model: GGUFFacts | None = None, *, threads: int 
             why_ctx = f"as much as the {_gib(budget)} budget allows for {n_slots} slots"
         else:
             why_ctx = f"the minimum ({floor:,}); it does not fit the memory budget"
-        reasons_ctx = f"ctx_per_slot = {ctx:,}: {why_ctx}"
+        ctx_reason, ctx_by_user = why_ctx, False
         if shape.reasoning and ctx < COMFORTABLE_REASONING_CTX and ctx < usable \
                 and ctx_that_fits(n_slots, kv) >= ctx:
             warnings.append(f"only {ctx:,} tokens per slot: long reasoning traces will be cut off "
                             "(fewer slots, --kv-type q8_0 or more memory give it more room)")
 
-    reasons.append(f"n_slots = {n_slots}: " + (
+    decide("n_slots", n_slots, (
         "set by you" if slots is not None else slot_note or
         {"unified": "Jetson default: its small GPU gains little from more parallel sequences",
          "cuda": "GPU default: batched decoding on a GPU serves 8 requests at little cost each",
-         "cpu": "CPU default: batched decoding on a few cores gains little past 4"}[device]))
-    reasons.append(f"kv_type = {kv}: " + (
-        "set by you" if kv_type is not None else kv_note or
-        "full precision, since memory allows it"))
-    reasons.append(reasons_ctx)
-    reasons.append("flash_attn = on: llama.cpp needs it for a quantized V cache, and it avoids "
-                   "materializing the attention scores for long contexts")
-    reasons.append(f"batch_size = {batch_size}: prompt tokens evaluated per step"
-                   + (" (default)" if batch_size == DEFAULT_BATCH_SIZE else ""))
+         "cpu": "CPU default: batched decoding on a few cores gains little past 4"}[device]),
+           set_by_user=slots is not None)
+    decide("kv_type", kv, "set by you" if kv_type is not None else kv_note or
+           "full precision, since memory allows it", set_by_user=kv_type is not None)
+    decide("ctx_per_slot", ctx, ctx_reason, set_by_user=ctx_by_user)
+    decide("flash_attn", True, "llama.cpp needs it for a quantized V cache, and it avoids "
+                               "materializing the attention scores for long contexts")
+    decide("batch_size", batch_size, "prompt tokens evaluated per step"
+           + (" (default)" if batch_size == DEFAULT_BATCH_SIZE else ""))
 
     weights = shape.weights_bytes
     kv_bytes = n_slots * ctx * shape.kv_bytes_per_token(kv)
@@ -301,7 +323,7 @@ def make_plan(hw: HardwareInfo, model: GGUFFacts | None = None, *, threads: int 
     return Plan(model=shape.name, model_quant=shape.quant, threads=threads, threads_batch=threads_batch,
                 gpu_layers=gpu_layers, n_slots=n_slots, ctx_per_slot=ctx, kv_type=kv,
                 flash_attn=True, batch_size=batch_size, prefer_quant=prefer_quant, memory=memory,
-                reasons=tuple(reasons), warnings=tuple(warnings))
+                decisions=tuple(decisions), warnings=tuple(warnings))
 
 
 def _usable_ctx(shape: _Shape) -> tuple[int, str]:
@@ -319,7 +341,7 @@ def _usable_ctx(shape: _Shape) -> tuple[int, str]:
 
 def _placement(hw: HardwareInfo, shape: _Shape, gpu_layers: int | None, slots: int | None,
                ctx_per_slot: int | None, kv_type: str | None, batch_size: int,
-               reasons: list[str], warnings: list[str]) -> tuple[str, int, int, str]:
+               decide: Callable[..., None], warnings: list[str]) -> tuple[str, int, int, str]:
     """Decide CPU / discrete GPU / unified memory; return (device, gpu_layers, budget, note)."""
     ram_budget = int(hw.ram_available_bytes * RAM_FRACTION - RAM_RESERVE_BYTES)
     ram_note = (f"{RAM_FRACTION:.0%} of {_gib(hw.ram_available_bytes)} available RAM "
@@ -328,7 +350,7 @@ def _placement(hw: HardwareInfo, shape: _Shape, gpu_layers: int | None, slots: i
     gpu = hw.best_gpu
 
     def cpu(why: str, layers: int = 0) -> tuple[str, int, int, str]:
-        reasons.append(f"gpu_layers = {layers}: {why}")
+        decide("gpu_layers", layers, why, set_by_user=gpu_layers is not None)
         return "cpu", layers, ram_budget, ram_note
 
     if gpu is None or not hw.gpu_offload_supported:
@@ -351,18 +373,18 @@ def _placement(hw: HardwareInfo, shape: _Shape, gpu_layers: int | None, slots: i
         why = ("set by you" if gpu_layers is not None else
                f"all layers on the {hw.jetson_model or 'integrated'} GPU: its memory is the "
                "system RAM, so offloading costs no extra memory")
-        reasons.append(f"gpu_layers = {layers}: {why}")
+        decide("gpu_layers", layers, why, set_by_user=gpu_layers is not None)
         return "unified", layers, budget, ram_note + ", shared by CPU and GPU"
 
     vram_budget = int(gpu.free_bytes * VRAM_FRACTION - VRAM_RESERVE_BYTES)
     vram_note = (f"{VRAM_FRACTION:.0%} of {_gib(gpu.free_bytes)} free on {gpu.name} "
                  f"less {VRAM_RESERVE_BYTES // MiB} MiB for the CUDA context")
     if all_layers:
-        reasons.append(f"gpu_layers = -1: set by you (all layers on {gpu.name})")
+        decide("gpu_layers", -1, f"set by you (all layers on {gpu.name})", set_by_user=True)
         return "cuda", -1, vram_budget, vram_note
     if gpu_layers is not None:
-        reasons.append(f"gpu_layers = {gpu_layers}: set by you (memory checked against RAM, "
-                       "conservatively, as the other layers run on the CPU)")
+        decide("gpu_layers", gpu_layers, "set by you (memory checked against RAM, conservatively, "
+                                         "as the other layers run on the CPU)", set_by_user=True)
         return "cpu", gpu_layers, ram_budget, ram_note + ", checked as if all layers were on the CPU"
 
     # The smallest useful configuration: one slot (or the requested ones) at the minimum context.
@@ -371,8 +393,8 @@ def _placement(hw: HardwareInfo, shape: _Shape, gpu_layers: int | None, slots: i
     kv_min = n * ctx * shape.kv_bytes_per_token(kv_type or "q8_0")
     need = shape.weights_bytes + _overhead(shape, "cuda", batch_size, n) + kv_min
     if need <= vram_budget:
-        reasons.append(f"gpu_layers = -1: all {shape.n_layer} layers fit in {gpu.name}'s "
-                       f"{_gib(vram_budget)} usable VRAM")
+        decide("gpu_layers", -1, f"all {shape.n_layer} layers fit in {gpu.name}'s "
+                                 f"{_gib(vram_budget)} usable VRAM")
         return "cuda", -1, vram_budget, vram_note
     per_layer = (shape.weights_bytes / (shape.n_layer + 1)
                  + kv_min / shape.n_layer)
@@ -380,8 +402,8 @@ def _placement(hw: HardwareInfo, shape: _Shape, gpu_layers: int | None, slots: i
     layers = max(0, min(shape.n_layer, int(room // per_layer))) if room > 0 else 0
     if layers == 0:
         return cpu(f"{gpu.name} has too little free memory ({_gib(gpu.free_bytes)}) for even one layer")
-    reasons.append(f"gpu_layers = {layers}: only {layers} of {shape.n_layer} layers fit in "
-                   f"{gpu.name}'s {_gib(vram_budget)} usable VRAM; the rest run on the CPU")
+    decide("gpu_layers", layers, f"only {layers} of {shape.n_layer} layers fit in {gpu.name}'s "
+                                 f"{_gib(vram_budget)} usable VRAM; the rest run on the CPU")
     return "cpu", layers, ram_budget, ram_note + ", checked as if all layers were on the CPU"
 
 
@@ -419,32 +441,3 @@ def check_fits(plan: Plan) -> None:
 
 def _is_small_quant(quant: str | None) -> bool:
     return (quant or "").upper().startswith(("Q4", "Q3", "Q2", "IQ", "TQ"))
-
-
-def format_plan(plan: Plan, hw: HardwareInfo) -> str:
-    """What `vibe-edge doctor` prints: the machine, then each choice with its reason."""
-    features = " ".join(sorted(hw.cpu_features)) or "none detected"
-    lines = [
-        "Hardware",
-        f"  CPU     {hw.cpu_model} ({hw.machine}, {hw.os}): {hw.physical_cores} physical / "
-        f"{hw.logical_cores} logical cores usable; SIMD: {features}",
-        f"  RAM     {_gib(hw.ram_total_bytes)} total, {_gib(hw.ram_available_bytes)} available",
-    ]
-    for g in hw.gpus:
-        cc = f", compute capability {g.compute_capability}" if g.compute_capability else ""
-        lines.append(f"  GPU     {g.name}: {_gib(g.free_bytes)} free of {_gib(g.total_bytes)}{cc}")
-    if hw.jetson_model:
-        lines.append(f"  Board   {hw.jetson_model} (GPU memory is the system RAM)")
-    offload = "available" if hw.gpu_offload_supported else "not in this build"
-    lines.append(f"  llama.cpp GPU offload: {offload}")
-    lines.extend(f"  note: {n}" for n in hw.notes)
-    lines.append(f"Plan for {plan.model}")
-    lines.extend(f"  {r}" for r in plan.reasons)
-    m = plan.memory
-    lines.append(f"Memory ({m.device}): weights {_gib(m.weights_bytes)} + KV {_gib(m.kv_bytes)} + "
-                 f"runtime {_gib(m.overhead_bytes)} = {_gib(m.total_bytes)} of a "
-                 f"{_gib(m.budget_bytes)} budget ({m.budget_note})")
-    if plan.warnings:
-        lines.append("Warnings")
-        lines.extend(f"  ! {w}" for w in plan.warnings)
-    return "\n".join(lines)

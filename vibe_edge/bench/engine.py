@@ -22,7 +22,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vibe_edge.bench.metrics import middle_half, p95
 from vibe_edge.engine import Engine, EngineConfig, GenerationRequest, SamplingParams
+from vibe_edge.engine.baseline import LlamaCppBaseline
 
 # The targets of the runtime issue: ratios, so they hold on any machine.
 TARGETS = {
@@ -44,6 +46,9 @@ DEFAULT_ROUNDS = 3
 # same time as 24 x 32 and halves the median's variance.
 DEFAULT_DECODE_PAIRS = 48
 DEFAULT_SEGMENT_TOKENS = 16
+# The baseline and the engine decode after the same short prompt (decoding slows as the
+# context grows, so the comparison must be like for like).
+BASELINE_PROMPT_TOKENS = 64
 
 # Varied filler, so prompts are not one repeated token (which some kernels special-case).
 _FILLER = (
@@ -72,7 +77,9 @@ class BenchConfig:
 
 def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda _m: None) -> dict:
     progress("loading llama-cpp-python's Llama (the baseline) and the engine")
-    baseline = _Baseline(cfg)
+    baseline = LlamaCppBaseline(cfg.model_path, threads=cfg.threads, flash_attn=cfg.flash_attn,
+                                gpu_layers=cfg.gpu_layers, prompt=_FILLER,
+                                prompt_tokens=BASELINE_PROMPT_TOKENS, segment_tokens=cfg.segment_tokens)
     ctx = max(2048, cfg.history_tokens + cfg.prompt_tokens + cfg.n_tokens + 256)
     engine = Engine(EngineConfig(
         model_path=cfg.model_path, n_slots=max(max(cfg.streams), 4), ctx_per_slot=ctx,
@@ -94,7 +101,7 @@ def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda _m:
         prefix = bench.prefix_cache()
         progress(f"TTFT: 4 simultaneous requests vs one after another, {cfg.rounds} rounds")
         rounds = [bench.ttft_p95(4) for _ in range(cfg.rounds)]
-        p95 = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+        ttft = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
     finally:
         engine.close()
         baseline.close()
@@ -103,7 +110,7 @@ def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda _m:
         "single_vs_baseline": decode["ratio"],
         "aggregate4_vs_single": aggregate_ratio["median"],
         "warm_vs_cold_ttft": prefix["warm_ttft_ms"] / prefix["cold_ttft_ms"],
-        "p95_ttft_simultaneous_vs_sequential": p95["simultaneous_ms"] / p95["sequential_ms"],
+        "p95_ttft_simultaneous_vs_sequential": ttft["simultaneous_ms"] / ttft["sequential_ms"],
     }
     met = {name: (ratios[name] >= bound if op == ">=" else ratios[name] <= bound)
            for name, (op, bound) in TARGETS.items()}
@@ -119,7 +126,7 @@ def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda _m:
         "single": single,
         "concurrent": concurrent,
         "prefix_cache": prefix,
-        "ttft_p95": p95,
+        "ttft_p95": ttft,
         "ratios": {k: round(v, 3) for k, v in ratios.items()},
         # The middle half of the paired ratios: how far one pair's noise could move the figure.
         "spread": {"single_vs_baseline": decode["spread"],
@@ -129,7 +136,7 @@ def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda _m:
     }
 
 
-def _decode_pairs(baseline: _Baseline, bench: _EngineBench, pairs: int) -> dict:
+def _decode_pairs(baseline: LlamaCppBaseline, bench: _EngineBench, pairs: int) -> dict:
     """Baseline and engine decode the same prompt in short alternating segments; the ratio is
     the median of the per-pair ratios. Each pair runs within a few seconds, so the drift of a
     shared machine hits both sides of a pair alike and cancels out of its ratio."""
@@ -148,7 +155,7 @@ def _decode_pairs(baseline: _Baseline, bench: _EngineBench, pairs: int) -> dict:
         ratios.append(e / b)
     return {"baseline_tps": round(statistics.median(baseline_runs), 2),
             "engine_tps": round(statistics.median(engine_runs), 2),
-            "ratio": statistics.median(ratios), "spread": _middle_half(ratios)}
+            "ratio": statistics.median(ratios), "spread": middle_half(ratios)}
 
 
 def _aggregate_rounds(bench: _EngineBench, cfg: BenchConfig) -> tuple[list[dict], dict]:
@@ -175,49 +182,12 @@ def _aggregate_rounds(bench: _EngineBench, cfg: BenchConfig) -> tuple[list[dict]
         concurrent.append({"streams": s, "aggregate_decode_tps": round(statistics.median(runs[s]), 2),
                            "vs_single": round(vs_single, 3)})
     if 4 in paired:
-        return concurrent, {"median": statistics.median(paired[4]), "spread": _middle_half(paired[4])}
+        return concurrent, {"median": statistics.median(paired[4]), "spread": middle_half(paired[4])}
     return concurrent, {"median": math.nan, "spread": [math.nan, math.nan]}
-
-
-def _middle_half(values: list[float]) -> list[float]:
-    if len(values) < 2:
-        return [round(values[0], 3)] * 2 if values else [math.nan, math.nan]
-    q1, _q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    return [round(q1, 3), round(q3, 3)]
-
-
-BASELINE_PROMPT_TOKENS = 64
 
 
 def _baseline_prompt(engine: Engine) -> str:
     return engine.detokenize(engine.tokenize(_FILLER, add_special=False)[:BASELINE_PROMPT_TOKENS])
-
-
-class _Baseline:
-    """llama-cpp-python's own single-sequence Llama, loaded beside the engine so the two can be
-    measured in alternating rounds (this machine's speed drifts by 10% between minutes)."""
-
-    def __init__(self, cfg: BenchConfig):
-        from llama_cpp import Llama
-
-        self.cfg = cfg
-        self.llm = Llama(model_path=cfg.model_path, n_ctx=2048, n_threads=cfg.threads,
-                         n_threads_batch=cfg.threads, flash_attn=cfg.flash_attn,
-                         n_gpu_layers=cfg.gpu_layers, verbose=False)
-        self.prompt = self.llm.tokenize(_FILLER.encode(), add_bos=False)[:BASELINE_PROMPT_TOKENS]
-
-    def decode_tps(self) -> float:
-        """One segment on the same prompt: Llama.generate reuses the cached prompt (it evaluates
-        only the last prompt token again), as the engine's prefix cache does."""
-        times = []
-        for i, _token in enumerate(self.llm.generate(self.prompt, temp=0.0, reset=True)):
-            times.append(time.perf_counter())
-            if i + 1 >= self.cfg.segment_tokens:
-                break
-        return (len(times) - 1) / (times[-1] - times[0])
-
-    def close(self) -> None:
-        self.llm.close()
 
 
 class _EngineBench:
@@ -289,13 +259,8 @@ class _EngineBench:
             submitted = time.perf_counter()
             result = self.engine.generate(self._request(prompt, self.cfg.n_tokens))
             sequential.append(1000 * (submitted - start) + result.stats.ttft_ms)
-        return {"simultaneous_ms": round(_p95(simultaneous), 1),
-                "sequential_ms": round(_p95(sequential), 1)}
-
-
-def _p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+        return {"simultaneous_ms": round(p95(simultaneous), 1),
+                "sequential_ms": round(p95(sequential), 1)}
 
 
 def format_report(report: dict) -> str:

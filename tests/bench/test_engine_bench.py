@@ -12,7 +12,8 @@ import math
 import pytest
 from typer.testing import CliRunner
 
-from vibe_edge.benchmark import TARGETS, BenchConfig, _middle_half, format_report, run_benchmark
+from vibe_edge.bench.engine import TARGETS, BenchConfig, format_report, run_benchmark
+from vibe_edge.bench.metrics import middle_half
 from vibe_edge.cli.app import app
 
 TINY = dict(n_tokens=8, prompt_tokens=48, history_tokens=96, streams=(1, 2, 4), rounds=2,
@@ -55,8 +56,8 @@ def test_text_report_marks_each_target(report):
 
 
 def test_middle_half_of_paired_ratios():
-    assert _middle_half([1.0]) == [1.0, 1.0]
-    assert _middle_half([0.9, 1.0, 1.1, 1.2, 5.0]) == [1.0, 1.2]  # one wild pair moves nothing
+    assert middle_half([1.0]) == [1.0, 1.0]
+    assert middle_half([0.9, 1.0, 1.1, 1.2, 5.0]) == [1.0, 1.2]  # one wild pair moves nothing
 
 
 def test_bench_cli_rejects_zero_rounds(demo_model):
