@@ -101,6 +101,13 @@ def quantize_model(src: str, dst: str, *, ftype: int, threads: int, max_buf_byte
     return C.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(params)) == 0
 
 
+def system_info() -> str:
+    """llama_print_system_info(): the features this build was compiled for ("AVX2 = 1 | ...")."""
+    init_backend()  # the CPU backend registers its features when loaded
+    raw = C.llama_print_system_info()
+    return raw.decode("utf-8", errors="replace").strip() if raw else ""
+
+
 # ---------------------------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ reason; check_fits() refuses a plan that cannot fit before anything is loaded. F
 the CLI's (cli/doctor.py).
 """
 
+from vibe_edge.hardware.build_status import llama_build_status
 from vibe_edge.hardware.detect import CPU_FEATURES, GpuInfo, HardwareInfo, detect_hardware
 from vibe_edge.hardware.plan import (
     REASONING_CTX,
@@ -26,5 +27,6 @@ __all__ = [
     "Plan",
     "check_fits",
     "detect_hardware",
+    "llama_build_status",
     "make_plan",
 ]

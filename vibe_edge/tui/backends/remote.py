@@ -113,18 +113,23 @@ class OpenAIBackend(Backend):
         return RemoteStream(request, open_stream=lambda: self._open_stream(request),
                             where=self.where, on_usage=self._record_usage)
 
-    async def _open_stream(self, request: GenerationRequest) -> Any:
-        """The SDK's chunk stream for one request. A strict server that rejects vibe-edge's extra
-        fields (top_k, thinking_budget) with a 400 is asked again without them, and from then on."""
+    async def _open_stream(self, request: GenerationRequest) -> tuple[Any, str | None]:
+        """The SDK's chunk stream for one request, and a notice for the user when vibe-edge's
+        extra fields had to be dropped. Only a server that refuses the extra fields themselves
+        (top_k, thinking_budget...) is asked again without them, and from then on; any other
+        400 (a too-long context, a bad value) is this request's error."""
         import openai
 
         try:
-            return await self._client.chat.completions.create(**self._params(request))
-        except openai.BadRequestError:
-            if not self._send_extras:
+            return await self._client.chat.completions.create(**self._params(request)), None
+        except openai.BadRequestError as exc:
+            if not self._send_extras or not _rejects_extras(exc):
                 raise
             self._send_extras = False
-            return await self._client.chat.completions.create(**self._params(request))
+            stream = await self._client.chat.completions.create(**self._params(request))
+            return stream, (f"The server at {self.where} does not take vibe-edge's extra fields "
+                            f"({_api_message(exc)}): this chat goes on without the thinking "
+                            "budget, the loop guard, top_k and min_p.")
 
     def _record_usage(self, tokens: int) -> None:
         self._last_used = tokens
@@ -169,7 +174,8 @@ class RemoteStream:
     """One remote reply as an EventStream. `open_stream` starts the request (the backend's),
     `on_usage` hears how many tokens the conversation now uses."""
 
-    def __init__(self, request: GenerationRequest, *, open_stream: Callable[[], Awaitable[Any]],
+    def __init__(self, request: GenerationRequest, *,
+                 open_stream: Callable[[], Awaitable[tuple[Any, str | None]]],
                  where: str, on_usage: Callable[[int], None]):
         self.request = request
         self._open_stream = open_stream
@@ -195,7 +201,9 @@ class RemoteStream:
         finish: FinishReason | None = None
         error: str | None = None
         try:
-            self._stream = await self._open_stream()
+            self._stream, dropped = await self._open_stream()
+            if dropped:
+                yield Notice(rid, "extras_dropped", dropped)
             if self._cancelled.is_set():
                 await self._stream.close()
             async for sdk_chunk in self._stream:
@@ -384,6 +392,27 @@ def _v1_url(url: str) -> str:
 def _cause(exc: BaseException) -> str:
     inner = exc.__cause__ or exc.__context__
     return str(inner or exc) or type(inner or exc).__name__
+
+
+# What vibe-edge adds to the OpenAI request (OpenAIBackend._params' extra_body).
+_EXTRA_FIELDS = ("top_k", "min_p", "loop_guard", "thinking_budget")
+# How strict servers word "that field does not exist": OpenAI ("Unrecognized request argument
+# supplied: top_k"), pydantic with extra="forbid" as in vLLM ("Extra inputs are not permitted"),
+# JSON-schema validators ("Additional properties are not allowed").
+_UNKNOWN_FIELD_WORDS = ("unrecognized", "unknown", "extra inputs", "extra_forbidden",
+                        "additional properties", "not permitted", "unexpected keyword")
+
+
+def _rejects_extras(exc: Any) -> bool:
+    """Did this 400 refuse one of vibe-edge's extra fields (rather than the request itself)?"""
+    body = getattr(exc, "body", None)
+    err = body.get("error", body) if isinstance(body, dict) else None
+    param = err.get("param") if isinstance(err, dict) else None
+    if isinstance(param, str) and param.split(".")[-1] in _EXTRA_FIELDS:
+        return True
+    message = _api_message(exc).lower()
+    names_field = any(name in message for name in _EXTRA_FIELDS)
+    return names_field and any(word in message for word in _UNKNOWN_FIELD_WORDS)
 
 
 def _api_message(exc: Any) -> str:
