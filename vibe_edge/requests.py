@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vibe_edge.defaults import MAX_STOP_STRINGS, UNLIMITED_THINKING
+from vibe_edge.defaults import DEFAULT_LOOP_GUARD, MAX_STOP_STRINGS, UNLIMITED_THINKING
 from vibe_edge.errors import InvalidRequest
 from vibe_edge.presets import Preset, apply_preset, get_preset
 from vibe_edge.types import (
@@ -144,7 +144,8 @@ def build_request(
         max_tokens=limit,
         stop=stop_list(values.stop),
         reasoning=ReasoningOptions(thinking_budget=budget,
-                                   loop_guard=values.loop_guard if values.loop_guard is not None else True),
+                                   loop_guard=values.loop_guard if values.loop_guard is not None
+                                   else DEFAULT_LOOP_GUARD),
         deadline_s=deadline,
     )
     if request_id is not None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal, Protocol
 
-from vibe_edge.defaults import DEFAULT_ANSWER_RESERVE, MAX_STOP_STRINGS
+from vibe_edge.defaults import DEFAULT_ANSWER_RESERVE, DEFAULT_LOOP_GUARD, MAX_STOP_STRINGS
 from vibe_edge.errors import InvalidRequest
 
 Channel = Literal["reasoning", "answer"]
@@ -113,7 +113,7 @@ class ReasoningOptions:
     """
 
     thinking_budget: int | None = None
-    loop_guard: bool = True
+    loop_guard: bool = DEFAULT_LOOP_GUARD
 
     def validate(self) -> None:
         if self.thinking_budget is not None and (

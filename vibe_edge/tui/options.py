@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vibe_edge.defaults import DEFAULT_PRESET, UNLIMITED_THINKING
+from vibe_edge.defaults import DEFAULT_LOOP_GUARD, DEFAULT_PRESET, UNLIMITED_THINKING
 from vibe_edge.errors import InvalidRequest
 from vibe_edge.presets import PRESETS, Preset, get_preset
 from vibe_edge.requests import Limits, Overrides, resolve_thinking_budget
@@ -33,7 +33,7 @@ class ChatOptions:
     top_p: float | None = None
     max_tokens: int | None = None
     thinking_budget: int | None = None
-    loop_guard: bool = True
+    loop_guard: bool = DEFAULT_LOOP_GUARD
 
     @property
     def preset_obj(self) -> Preset:
