@@ -4,11 +4,14 @@ the routing they describe holds against real upstreams (small HTTP servers that 
 from __future__ import annotations
 
 import http.server
+import importlib.util
 import json
 import shlex
 import signal
 import subprocess
+import sys
 import threading
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -267,3 +270,16 @@ def test_when_no_instance_answers_the_client_gets_an_openai_error(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(15)
+
+
+def test_an_installed_vibe_edge_carries_the_templates(tmp_path):
+    # `vibe-edge deploy` reads them as package data: a wheel without them would fail for users.
+    isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *isolation,
+                           "-w", str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    [wheel] = tmp_path.glob("vibe_edge-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    templates = {f"vibe_edge/deploy/templates/{p.name}"
+                 for p in (REPO / "vibe_edge" / "deploy" / "templates").iterdir()}
+    assert templates and templates <= names
