@@ -140,12 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slots", type=int, default=4)
     parser.add_argument("--ctx", type=int, default=2048)
     parser.add_argument("--threads", type=int, default=1, help="per instance")
-    parser.add_argument("--conversations", type=int, default=12, help="per mode and round")
+    parser.add_argument("--conversations", type=int, default=9, help="per mode and round")
     parser.add_argument("--turns", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, default=6, help="conversations at once")
-    parser.add_argument("--think", type=float, default=2.0,
+    parser.add_argument("--concurrency", type=int, default=3, help="conversations at once")
+    parser.add_argument("--think", type=float, default=1.0,
                         help="longest pause between a reply and the next turn, seconds")
-    parser.add_argument("--words", type=int, default=300, help="length of each opening message")
+    parser.add_argument("--words", type=int, default=120, help="length of each opening message")
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", type=Path)
