@@ -117,6 +117,8 @@ class Settings:
     grace_s: float = DEFAULT_GRACE_S
     # A streamed response sends an SSE comment after this many seconds without output.
     keepalive_s: float = DEFAULT_KEEPALIVE_S
+    # This server's name in the X-Vibe-Edge-Instance header; None: the address it listens on.
+    instance: str | None = None
     # Python logging level name, one of LOG_LEVELS.
     log_level: str = DEFAULT_LOG_LEVEL
     # Where each non-default value came from: field -> "env VIBE_EDGE_SLOTS" etc. Not a setting.
@@ -365,6 +367,7 @@ _CHECKS: dict[str, Callable[[str, str, Any], Any]] = {
                                  optional=False),
     "grace_s": _seconds_check(zero_ok=True),
     "keepalive_s": _seconds_check(zero_ok=False),
+    "instance": _text_check(optional=True),
     "log_level": _choice_check(LOG_LEVELS, optional=False),
 }
 

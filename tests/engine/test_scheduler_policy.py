@@ -363,3 +363,18 @@ def test_the_thinking_budget_feeds_the_closing_tokens_in_the_next_step():
     assert [1, THINK, 5, 6, END_THINK, 3] == r.backend.kv[0][:6]
     assert r.samplers[0].accepted == CLOSE_TOKENS, "the sampler was told about the forced tokens"
     assert result.answer.startswith("t7 ")
+
+
+def test_a_new_conversation_takes_an_empty_slot_over_evicting_one_for_shared_template_tokens():
+    r = rig(n_seq=2)
+    r.submit([1, 2, 30, 31, 32, 33], [EOG])  # a conversation: template tokens 1, 2, then its history
+    r.run()
+    job = r.submit([1, 2, 40], [EOG])  # another one, sharing only the template's opening
+    r.scheduler.step()
+    started = [e for e in events(job) if isinstance(e, Started)][0]
+    assert started.slot == 1 and started.cached_tokens == 0
+    assert r.backend.kv[0][:6] == [1, 2, 30, 31, 32, 33], "the first conversation's history is kept"
+    # An edited last turn shares more than it loses: it does reuse (and trim) its own slot.
+    edit = r.submit([1, 2, 30, 31, 32, 99], [EOG])
+    r.run()
+    assert [e for e in events(edit) if isinstance(e, Started)][0].slot == 0

@@ -71,6 +71,9 @@ def serve(
         help="On SIGTERM, let running requests finish this many seconds, then cancel them. Default: 10.")] = None,
     keepalive: Annotated[Optional[float], typer.Option(
         help="Send an SSE keep-alive comment after this many seconds without output. Default: 5.")] = None,
+    instance: Annotated[Optional[str], typer.Option(
+        help="Name of this instance in the X-Vibe-Edge-Instance header of every response (behind "
+             "a balancer: where a conversation lives). Default: the address it listens on.")] = None,
     log_level: Annotated[Optional[str], typer.Option(help="debug, info, warning or error.")] = None,
 ) -> None:
     """Serve the model over an OpenAI-compatible HTTP API (chat, completions, models, metrics)."""
@@ -85,7 +88,8 @@ def serve(
                                        thinking_budget=thinking_budget, loop_guard=loop_guard,
                                        max_tokens=max_tokens, host=host, port=port,
                                        log_level=log_level, cors_origins=cors_origin or None,
-                                       max_body_bytes=max_body, grace_s=grace, keepalive_s=keepalive)
+                                       max_body_bytes=max_body, grace_s=grace, keepalive_s=keepalive,
+                                       instance=instance)
         keys = read_api_keys(api_key or (), str(api_key_file) if api_key_file else None)
         config = ServerConfig.from_settings(settings, api_keys=keys, model_id=alias)
         if socket_path is None:

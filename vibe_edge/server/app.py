@@ -21,6 +21,7 @@ from vibe_edge.server.config import ServerConfig
 from vibe_edge.server.errors import install_error_handlers
 from vibe_edge.server.health import router as health_router
 from vibe_edge.server.host import ModelHost
+from vibe_edge.server.instance import InstanceHeaderMiddleware
 from vibe_edge.server.metrics import Metrics
 from vibe_edge.server.middleware import ApiKeyMiddleware, BodyLimitMiddleware
 from vibe_edge.server.openai.chat import OpenAIServingChat
@@ -58,6 +59,8 @@ def create_app(config: ServerConfig | None = None, host: ModelHost | None = None
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins),
                            allow_methods=["GET", "POST", "OPTIONS"],
                            allow_headers=["Authorization", "Content-Type"])
+    if config.instance:  # outermost: every response names its instance, refusals included
+        app.add_middleware(InstanceHeaderMiddleware, name=config.instance)
 
     app.include_router(health_router)
     app.include_router(openai_router)

@@ -19,6 +19,8 @@ from vibe_edge.defaults import (
 from vibe_edge.errors import SettingsError
 from vibe_edge.settings import Settings
 
+MAX_INSTANCE_NAME_CHARS = 200
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -33,6 +35,8 @@ class ServerConfig:
     request_timeout_s: the longest deadline a request may ask for (None: the engine's).
     max_tokens: the most tokens a request may generate, whatever it asks (None: the slot's).
     model_id: the name /v1/models reports and responses carry (None: the engine's model name).
+    instance: this instance's name in the X-Vibe-Edge-Instance header of every response (None:
+    no header; `serve` and BackgroundServer fill in the address they listen on).
     """
 
     api_keys: tuple[str, ...] = ()
@@ -48,6 +52,7 @@ class ServerConfig:
     request_timeout_s: float | None = None
     max_tokens: int | None = None
     model_id: str | None = None
+    instance: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, *, api_keys: tuple[str, ...] = (),
@@ -60,7 +65,7 @@ class ServerConfig:
                    apply_preset_prompts="preset" in settings.sources,
                    thinking_budget=settings.thinking_budget, loop_guard=settings.loop_guard,
                    request_timeout_s=settings.request_timeout_s, max_tokens=settings.max_tokens,
-                   model_id=model_id)
+                   model_id=model_id, instance=settings.instance)
 
     def __post_init__(self) -> None:
         keys = tuple(self.api_keys)
@@ -83,6 +88,12 @@ class ServerConfig:
         if self.thinking_budget is not None and self.thinking_budget < -1:
             raise SettingsError(f"the thinking budget must be a number of tokens (0: no thinking) or -1 for "
                                 f"no budget, got {self.thinking_budget}")
+        if self.instance is not None and not (
+                0 < len(self.instance) <= MAX_INSTANCE_NAME_CHARS and self.instance.isascii()
+                and self.instance.isprintable() and self.instance.strip() == self.instance):
+            raise SettingsError(f"the instance name {self.instance!r} cannot go in a header",
+                                hint=f"use printable ASCII, at most {MAX_INSTANCE_NAME_CHARS} "
+                                     "characters, no leading or trailing spaces", param="instance")
         from vibe_edge.presets import get_preset  # noqa: PLC0415 (import cost at startup only)
 
         try:
