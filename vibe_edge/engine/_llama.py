@@ -30,7 +30,7 @@ KV_TYPES = {"f16": C.GGML_TYPE_F16, "q8_0": C.GGML_TYPE_Q8_0, "q4_0": C.GGML_TYP
 # llama.cpp splits a text at special tokens with a list walk that is quadratic in their count
 # (20,000 chat messages took 20 s). Text holding more than this many is tokenized in pieces
 # that each start at a special token, which gives the same tokens in linear time.
-SPECIAL_TOKENS_PER_PIECE = 64
+SPECIAL_TOKENS_PER_PIECE = 32
 # Below this many characters the quadratic part is negligible: one call, no scan.
 PIECEWISE_MIN_CHARS = 4096
 # Vocabularies with more special tokens than this are not scanned for piecewise tokenizing.

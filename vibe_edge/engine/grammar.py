@@ -49,7 +49,10 @@ class GrammarLimits:
     # Properties of one object: the converter's optional-property rules are quadratic in their
     # count (128: 90 ms to convert, 512: 1.5 s).
     max_properties: int = 128
-    max_depth: int = 32              # nesting of objects/arrays/combinators in the schema
+    # Nesting of JSON objects and arrays in the schema document (an object property takes two
+    # levels: "properties", then the property's schema), so about 30 nested objects.
+    max_depth: int = 64
+    max_pattern_groups: int = 32     # nested (...) groups in one pattern
     max_schema_bytes: int = 64 * 1024
     # The grammar text llama.cpp parses: bytes, rules, nested groups.
     max_grammar_bytes: int = 512 * 1024
@@ -85,6 +88,8 @@ def json_schema_grammar(schema: dict[str, Any], limits: GrammarLimits = GRAMMAR_
 # -- the schema ---------------------------------------------------------------------------------
 
 def _too_much(where: str, what: str, value: object, limit: int) -> InvalidRequest:
+    if len(where) > 120:
+        where = "..." + where[-100:]
     return InvalidRequest(
         f"response_format.json_schema.schema{where}: {what} is {value}, more than this server "
         f"allows ({limit:,})", hint="lower it; docs/SERVER.md lists the input limits", param=PARAM)
@@ -92,6 +97,7 @@ def _too_much(where: str, what: str, value: object, limit: int) -> InvalidReques
 
 def check_schema(schema: dict[str, Any], limits: GrammarLimits = GRAMMAR_LIMITS) -> None:
     """Refuse a schema that would make a grammar too large or too costly, naming the field."""
+    _walk(schema, "", 0, limits)  # first: the most precise message names the field
     try:
         size = len(json.dumps(schema))
     except (TypeError, ValueError, RecursionError) as exc:
@@ -99,7 +105,6 @@ def check_schema(schema: dict[str, Any], limits: GrammarLimits = GRAMMAR_LIMITS)
                              param=PARAM) from None
     if size > limits.max_schema_bytes:
         raise _too_much("", "its size in bytes", f"{size:,}", limits.max_schema_bytes)
-    _walk(schema, "", 0, limits)
 
 
 def _walk(node: Any, where: str, depth: int, limits: GrammarLimits) -> None:
@@ -176,8 +181,8 @@ def _check_pattern(pattern: Any, where: str, limits: GrammarLimits) -> None:
             continue
         if c == "(":
             stack.append(1)
-            if len(stack) > limits.max_depth:
-                raise refuse("the nesting of groups", len(stack) - 1, limits.max_depth)
+            if len(stack) - 1 > limits.max_pattern_groups:
+                raise refuse("the nesting of groups", len(stack) - 1, limits.max_pattern_groups)
         elif c == ")":
             last_group = stack.pop() if len(stack) > 1 else 1
             stack[-1] = max(stack[-1], last_group)
