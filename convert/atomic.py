@@ -75,7 +75,7 @@ def staging_path(final: Path) -> Path:
 def _lock_one(path: Path):  # returns the open, locked file
     import fcntl
 
-    lock_path = path.with_name(f"{LOCK_PREFIX}{path.name}")
+    lock_path = path.with_name(f"{LOCK_PREFIX}{path.name}.lock")  # not *.gguf: never a model
     while True:
         fh = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 (held until released)
         try:
