@@ -112,6 +112,18 @@ def test_prefix_cache_reuses_a_shared_history(engine):
     assert again.text == second.text
 
 
+def test_a_new_conversation_never_evicts_a_live_one_for_a_few_shared_tokens(engine):
+    # Every chat shares its template's opening tokens. A new conversation that shares only
+    # those must not overwrite the slot holding another conversation's history: behind a
+    # balancer that routes each conversation to its instance, that history is the point.
+    first = "Note: the lighthouse keeper counted the ships that passed each night. " * 8
+    turn1 = engine.generate(greedy(first, 8))
+    other = engine.generate(greedy("Note: a completely different story about a baker.", 8))
+    assert other.stats.cached_tokens <= 4  # the shared opening at most
+    turn2 = engine.generate(greedy(first + turn1.text + " And then?", 8))
+    assert turn2.stats.cached_tokens >= turn1.stats.prompt_tokens
+
+
 def test_cancel_frees_the_slot_and_its_cache(engine):
     handle = engine.submit(greedy("Once upon a time", 900))
     for event in handle:
@@ -308,3 +320,31 @@ def test_a_request_near_its_limit_keeps_room_for_the_answer(engine, no_eog):
     assert result.reasoning_end is ReasoningEnd.BUDGET
     # 30 = 40 less the quarter kept for the answer, plus the tokens that close the block.
     assert 30 <= result.stats.reasoning_tokens <= 40 and result.stats.answer_tokens > 0
+
+
+def test_admission_gives_the_slot_under_the_lock_so_a_cache_reset_cannot_interleave(engine):
+    """reset_idle_cache (another thread) takes the scheduler's lock and clears every slot when
+    the engine looks idle. A job popped from the queue but not yet in its slot looks idle: the
+    whole admission must hold the lock, or the reset could wipe the KV it is about to reuse."""
+    sched = engine._scheduler
+    seen: list[bool] = []
+    original = sched._pick_slot
+
+    def probing_pick(free, prompt):
+        def try_lock() -> None:
+            got = sched._cond.acquire(blocking=False)
+            if got:
+                sched._cond.release()
+            seen.append(got)
+
+        prober = threading.Thread(target=try_lock)
+        prober.start()
+        prober.join(5)
+        return original(free, prompt)
+
+    sched._pick_slot = probing_pick
+    try:
+        engine.generate(GenerationRequest(prompt="Hello there", max_tokens=2))
+    finally:
+        sched._pick_slot = original
+    assert seen == [False]

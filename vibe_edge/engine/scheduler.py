@@ -219,39 +219,62 @@ class Scheduler:
 
     def _admit(self) -> None:
         while True:
-            now = time.monotonic()
+            # Taking a job and giving it its slot is one step under the lock: in between, the
+            # engine would look idle, and reset_idle_cache (another thread) could clear the KV
+            # of a slot whose prefix this admission is about to reuse; and submit's capacity
+            # check (free slots + queue) would count the job twice or not at all.
             with self._cond:
                 free = [s for s in self.slots if s.job is None]
                 if not free or not self._queue:
                     return
                 job = self._queue.popleft()
-                live = not job.handle.cancel_requested and now < job.deadline
-                if live:  # the job leaves the queue and takes its slot in one step (see submit)
-                    slot = self._pick_slot(free, job.prompt_tokens)
-                    slot.job = job
-            if not live:
-                _finish_unadmitted(job, FinishReason.CANCELLED if job.handle.cancel_requested
-                                   else FinishReason.TIMEOUT)
+                now = time.monotonic()
+                gone = (FinishReason.CANCELLED if job.handle.cancel_requested
+                        else FinishReason.TIMEOUT if now >= job.deadline else None)
+                if gone is None:
+                    self._assign(self._pick_slot(free, job.prompt_tokens), job, now)
+            if gone is not None:
+                _finish_unadmitted(job, gone)
                 continue
-            # Reuse the cached prefix, but always evaluate at least the last prompt token:
-            # its logits are what we sample the first new token from.
-            keep = min(common_prefix_len(slot.cached, job.prompt_tokens), len(job.prompt_tokens) - 1)
-            if keep < len(slot.cached):
-                self.ctx.seq_remove(slot.seq, keep, -1)
-                del slot.cached[keep:]
-            slot.pending = job.prompt_tokens[keep:]
-            job.cached_tokens = keep
-            job.admitted_at = now
-            job.emit(Started(job.id, slot.seq, len(job.prompt_tokens), keep))
+            job.emit(Started(job.id, job.slot_seq, len(job.prompt_tokens), job.cached_tokens))
             for code, message in job.notices:
                 job.notice(code, message)
 
+    def _assign(self, slot: Slot, job: Job, now: float) -> None:
+        # Reuse the cached prefix, but always evaluate at least the last prompt token: its
+        # logits are what we sample the first new token from.
+        keep = min(common_prefix_len(slot.cached, job.prompt_tokens), len(job.prompt_tokens) - 1)
+        if keep < len(slot.cached):
+            self.ctx.seq_remove(slot.seq, keep, -1)
+            del slot.cached[keep:]
+        slot.pending = job.prompt_tokens[keep:]
+        slot.job = job
+        job.slot_seq = slot.seq
+        job.cached_tokens = keep
+        job.admitted_at = now
+
     @staticmethod
     def _pick_slot(free: list[Slot], prompt: list[int]) -> Slot:
-        """The free slot sharing the longest prefix with the prompt; with no match, the least
-        recently used one, so other conversations' caches survive longest."""
-        best = max(free, key=lambda s: (common_prefix_len(s.cached, prompt), -s.last_used))
-        if common_prefix_len(best.cached, prompt) == 0:
+        """The free slot that saves the most prompt work without throwing away another
+        conversation's history.
+
+        A slot whose whole content begins the prompt (this conversation's last turn, or an empty
+        slot) loses nothing. A slot holding something else is overwritten past the shared part:
+        worth it only when more is shared than lost (an edited or regenerated turn), not for
+        the few template tokens every chat shares, or a new conversation would evict a live one
+        while empty slots wait. With neither, the least recently used slot, so other
+        conversations' caches survive longest."""
+        best: Slot | None = None
+        best_key: tuple[int, bool, float] | None = None
+        for slot in free:
+            shared = common_prefix_len(slot.cached, prompt)
+            lost = len(slot.cached) - shared
+            if lost and shared < lost:
+                continue
+            key = (shared, lost == 0, -slot.last_used)  # then: loses nothing, least recently used
+            if best_key is None or key > best_key:
+                best, best_key = slot, key
+        if best is None:
             best = min(free, key=lambda s: s.last_used)
         return best
 

@@ -31,6 +31,7 @@ from vibe_edge.server import translate
 from vibe_edge.server.config import ServerConfig
 from vibe_edge.server.errors import error_body, install_error_handlers, vibe_error_body, vibe_error_response
 from vibe_edge.server.host import ModelHost
+from vibe_edge.server.instance import InstanceHeaderMiddleware
 from vibe_edge.server.metrics import CONTENT_TYPE, Metrics
 from vibe_edge.server.middleware import ApiKeyMiddleware, BodyLimitMiddleware, BrowserGuardMiddleware
 from vibe_edge.server.schemas import ChatCompletionRequest, CompletionRequest
@@ -128,6 +129,8 @@ def create_app(config: ServerConfig | None = None, host: ModelHost | None = None
                        cors_origins=config.cors_origins, check_host=not config.api_keys,
                        on_reject=on_reject)
     _add_offline_docs(app)
+    if config.instance:  # outermost: every response names its instance, refusals included
+        app.add_middleware(InstanceHeaderMiddleware, name=config.instance)
 
     # -- plain routes ---------------------------------------------------------------------------
     @app.head("/health", include_in_schema=False)
