@@ -7,7 +7,33 @@ log lines go to stderr, where the parent reads per-tensor progress.
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
+import threading
+import time
+
+# The parent passes its pid here. If the parent dies (even by SIGKILL, which it cannot catch),
+# this child must not go on quantizing into a file nobody will rename: it exits too.
+PARENT_PID_ENV = "VIBE_EDGE_QUANTIZE_PARENT"
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    parent = int(os.environ.get(PARENT_PID_ENV) or 0)
+    if not parent:
+        return
+    try:  # Linux: the kernel sends SIGKILL to this process when the parent goes
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:  # everywhere else (and in case of a race with the parent's death)
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def main(argv: list[str]) -> int:
@@ -19,6 +45,7 @@ def main(argv: list[str]) -> int:
     except ImportError:
         return 3
     src, dst, ftype, nthread = argv[0], argv[1], int(argv[2]), int(argv[3])
+    _die_with_parent()
     llama_cpp.llama_backend_init()
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype

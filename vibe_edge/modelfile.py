@@ -15,6 +15,8 @@ so a 3 GB file is inspected in well under a second. The `gguf` package supplies 
 from __future__ import annotations
 
 import mmap
+import os
+import stat
 import struct
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -80,6 +82,9 @@ class GGUFFacts:
     n_tensors: int
     n_params: int              # sum of tensor element counts
     tensor_data_bytes: int     # what the weights take in memory once loaded
+    # The longest token text in bytes: no prompt longer than ctx x this many characters can fit
+    # a context of ctx tokens (the engine refuses such a prompt before tokenizing it).
+    max_token_bytes: int | None = None
 
     def kv_bytes_per_token(self, kv_type: str = "f16") -> int:
         """KV-cache bytes one token takes in one sequence: layers x (K and V) x kv heads x dims."""
@@ -127,9 +132,22 @@ def inspect_gguf(path: str | Path) -> GGUFFacts:
             hint="point at the .gguf file inside it; a Hugging Face checkpoint folder must first be "
             "converted with `vibe-edge convert`",
         )
-    size = path.stat().st_size
     try:
-        with path.open("rb") as f:
+        # Non-blocking, and checked on the open descriptor: a FIFO or a device (/dev/zero) given
+        # as --model must be refused at once, not read forever or taken for an empty file.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise ModelFileError(f"cannot read {path}: {exc.strerror or exc}",
+                             hint="check the file's permissions") from exc
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise ModelFileError(f"{path} is {_file_kind(st.st_mode)}, not a model file",
+                             hint="point --model at a .gguf file (a name from `vibe-edge models`, "
+                                  "or a path)")
+    size = st.st_size
+    try:
+        with os.fdopen(fd, "rb") as f:
             head = f.read(512)  # enough to recognise foreign formats
             if head[:4] != GGUF_MAGIC:
                 raise _not_gguf(path, head, size)
@@ -144,6 +162,12 @@ def inspect_gguf(path: str | Path) -> GGUFFacts:
 
 
 # -- recognising what a non-GGUF file is ---------------------------------------------------------
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
 
 def _not_gguf(path: Path, head: bytes, size: int) -> ModelFileError:
     looks_like = _describe_foreign(head, size)
@@ -297,14 +321,14 @@ class _BadFile(Exception):
 def _read_metadata(cur: _Cursor, n_kv: int) -> tuple[dict[str, Any], tuple[int, bool]]:
     """Return the scalar/string metadata, plus (token count, has think tokens)."""
     meta: dict[str, Any] = {}
-    tokens = (-1, False)
+    tokens = (-1, False, None)
     for _ in range(n_kv):
         key = cur.string()
         vtype = cur.u32()
         if vtype == _ARRAY:
             etype, count = cur.u32(), cur.u64()
             if key == _TOKENS_KEY and etype == _STRING:
-                tokens = (count, _scan_tokens(cur, count))
+                tokens = (count, *_scan_tokens(cur, count))
             else:
                 small = _read_array(cur, etype, count, keep=count <= 1024)
                 if small is not None:
@@ -345,14 +369,17 @@ def _read_array(cur: _Cursor, etype: int, count: int, *, keep: bool) -> list[Any
     raise _BadFile(f"unknown metadata array element type {etype}")
 
 
-def _scan_tokens(cur: _Cursor, count: int) -> bool:
+def _scan_tokens(cur: _Cursor, count: int) -> tuple[bool, int]:
+    """(has <think> and </think>, longest token text in bytes)."""
     seen_open = seen_close = False
+    longest = 0
     for _ in range(count):
         tok = cur.raw_string()
+        longest = max(longest, len(tok))
         if len(tok) in (7, 8):
             seen_open = seen_open or tok == _THINK_OPEN
             seen_close = seen_close or tok == _THINK_CLOSE
-    return seen_open and seen_close
+    return seen_open and seen_close, longest
 
 
 def _read_tensor_info(cur: _Cursor) -> tuple[str, int, int, int]:
@@ -374,7 +401,7 @@ def _tensor_nbytes(n_elements: int, ggml_type: int) -> int | None:
     return n_elements // block * type_size
 
 
-def _facts(path: Path, size: int, version: int, meta: dict[str, Any], tokens: tuple[int, bool],
+def _facts(path: Path, size: int, version: int, meta: dict[str, Any], tokens: tuple[int, bool, int | None],
            n_tensors: int, n_params: int, data_bytes: int, bytes_by_type: dict[int, int]) -> GGUFFacts:
     arch = meta.get("general.architecture")
     if not isinstance(arch, str) or not arch:
@@ -412,7 +439,7 @@ def _facts(path: Path, size: int, version: int, meta: dict[str, Any], tokens: tu
         dominant = max(bytes_by_type, key=bytes_by_type.__getitem__)
         quant = gguf.GGMLQuantizationType(dominant).name
 
-    n_tokens, thinks = tokens
+    n_tokens, thinks, longest_token = tokens
     vocab = n_tokens if n_tokens >= 0 else meta.get(f"{arch}.vocab_size")
     name = meta.get("general.name")
     template = meta.get("tokenizer.chat_template")
@@ -425,5 +452,5 @@ def _facts(path: Path, size: int, version: int, meta: dict[str, Any], tokens: tu
         vocab_size=int(vocab) if isinstance(vocab, int) else None,
         chat_template=template if isinstance(template, str) and template else None,
         has_think_tokens=thinks, n_tensors=n_tensors, n_params=n_params,
-        tensor_data_bytes=data_bytes,
+        tensor_data_bytes=data_bytes, max_token_bytes=longest_token or None,
     )

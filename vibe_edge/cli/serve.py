@@ -70,6 +70,9 @@ def serve(
         help="Model id shown in /v1/models and responses. Default: the model name.")] = None,
     cors_origin: Annotated[Optional[list[str]], typer.Option(
         help="Allow browser requests from this origin (repeatable). CORS is off by default.")] = None,
+    allowed_host: Annotated[Optional[list[str]], typer.Option(
+        help="Also answer to this Host name without an API key (repeatable); by default only "
+             "loopback names (127.0.0.1, localhost, ::1), against DNS rebinding.")] = None,
     max_body: Annotated[int, typer.Option(help="Largest request body in bytes.")] = DEFAULT_MAX_BODY_BYTES,
     grace: Annotated[float, typer.Option(
         help="On SIGTERM, let running requests finish this many seconds, then cancel them.")] = DEFAULT_GRACE_S,
@@ -90,11 +93,13 @@ def serve(
                                        kv_type=kv_type, queue_size=queue_size,
                                        request_timeout_s=timeout, preset=preset,
                                        thinking_budget=thinking_budget, loop_guard=loop_guard,
-                                       host=host, port=port, log_level=log_level)
+                                       host=host, port=port, log_level=log_level,
+                                       allowed_hosts=tuple(allowed_host) if allowed_host else None)
         keys = read_api_keys(api_key or (), str(api_key_file) if api_key_file else None)
         config = ServerConfig(
             api_keys=keys,
             cors_origins=tuple(cors_origin or ()),
+            allowed_hosts=settings.allowed_hosts,
             max_body_bytes=max_body,
             keepalive_s=keepalive,
             grace_s=grace,

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from vibe_edge.engine._llama import Batch, Context, Model, common_prefix_len
@@ -57,6 +58,12 @@ class Scheduler:
         self.close_tokens = model.tokenize(THINK_CLOSE_TEXT, add_special=False, parse_special=True)
 
         self._queue: deque[Job] = deque()
+        # Slow grammar draws (a whole vocabulary through a grammar: 20 ms to seconds) run here,
+        # not on this thread, so the other slots keep decoding; the slot waits, out of the
+        # batch, until its token is drawn.
+        self._draws = ThreadPoolExecutor(max_workers=max(1, min(2, len(self.slots))),
+                                         thread_name_prefix="vibe-edge-grammar-draw")
+        self._drawn: deque[tuple[Slot, Job, Future]] = deque()
         self._cond = threading.Condition()
         self._accepting = True
         self._running = True
@@ -72,7 +79,10 @@ class Scheduler:
             if not self._accepting:
                 raise EngineClosed("the engine is shutting down and takes no new requests",
                                    hint="retry against a running server")
-            if len(self._queue) >= self.queue_size:
+            # Capacity is slots + queue: jobs waiting for a slot that is free right now (the
+            # scheduler has not picked them up yet) do not count against the queue.
+            free = sum(1 for slot in self.slots if slot.job is None)
+            if len(self._queue) >= self.queue_size + free:
                 raise EngineBusy(
                     f"all {len(self.slots)} slots are busy and {len(self._queue)} requests are "
                     "already waiting",
@@ -120,6 +130,7 @@ class Scheduler:
             self._running = False
             self._cond.notify()
         self._thread.join(timeout)
+        self._draws.shutdown(wait=True)  # no draw may touch the model once the engine frees it
 
     # -- the loop -------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -146,10 +157,12 @@ class Scheduler:
             _finish_unadmitted(job, FinishReason.CANCELLED)
 
     def _step(self) -> None:
+        self._collect_draws()
         self._admit()
         self._reap()
         feeds = self._build_batch()
         if not feeds:
+            self._wait_for_draws()
             return
         status = self.ctx.decode(self.batch)
         self.steps += 1
@@ -165,13 +178,51 @@ class Scheduler:
                 if slot.job.prefill_done_at is None:
                     slot.job.prefill_done_at = now
                 token = slot.job.sample(self.ctx, logits_index)
-                self._on_token(slot, token)
+                if token is None:
+                    self._start_draw(slot, slot.job)
+                else:
+                    self._on_token(slot, token)
+
+    # -- slow grammar draws -----------------------------------------------------------------------
+    def _start_draw(self, slot: Slot, job: Job) -> None:
+        def drawn(future: Future) -> None:
+            with self._cond:
+                self._drawn.append((slot, job, future))
+                self._cond.notify()
+
+        job.drawing = self._draws.submit(job.draw_slow)
+        job.drawing.add_done_callback(drawn)
+
+    def _collect_draws(self) -> None:
+        with self._cond:
+            drawn, self._drawn = self._drawn, deque()
+        for slot, job, future in drawn:
+            if slot.job is not job:
+                continue  # it ended meanwhile (cancelled, timed out); its samplers close after
+            try:
+                token = future.result()
+            except Exception as exc:  # noqa: BLE001 - fail this request, not the scheduler
+                log.exception("grammar sampling failed")
+                self._finish(slot, FinishReason.ERROR, error=f"grammar sampling failed: {exc}",
+                             clear_kv=True)
+                continue
+            self._on_token(slot, token)
+
+    def _wait_for_draws(self) -> None:
+        """Nothing to decode: the running slots wait for draws. Sleep until one is drawn (or
+        a cancel wakes us) instead of spinning."""
+        with self._cond:
+            if not self._drawn and any(
+                    s.job is not None and s.job.drawing is not None and not s.job.drawing.done()
+                    for s in self.slots):
+                self._cond.wait(IDLE_WAIT_S)
 
     def _admit(self) -> None:
         while True:
             # Taking a job and giving it its slot is one step under the lock: in between, the
             # engine would look idle, and reset_idle_cache (another thread) could clear the KV
-            # of a slot whose prefix this admission is about to reuse.
+            # of a slot whose prefix this admission is about to reuse; and submit's capacity
+            # check (free slots + queue) would count the job twice or not at all.
             with self._cond:
                 free = [s for s in self.slots if s.job is None]
                 if not free or not self._queue:

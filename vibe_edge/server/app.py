@@ -33,7 +33,7 @@ from vibe_edge.server.errors import error_body, install_error_handlers, vibe_err
 from vibe_edge.server.host import ModelHost
 from vibe_edge.server.instance import InstanceHeaderMiddleware
 from vibe_edge.server.metrics import CONTENT_TYPE, Metrics
-from vibe_edge.server.middleware import ApiKeyMiddleware, BodyLimitMiddleware
+from vibe_edge.server.middleware import ApiKeyMiddleware, BodyLimitMiddleware, BrowserGuardMiddleware
 from vibe_edge.server.schemas import ChatCompletionRequest, CompletionRequest
 
 log = logging.getLogger("vibe_edge.server")
@@ -72,12 +72,41 @@ async def _wait_for_disconnect(request: Request) -> None:
             return
 
 
+DOCS_PATH = "/docs"
+DOCS_ASSETS = "/docs/assets"
+
+
+def _add_offline_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from local files (no CDN); without the package, no /docs at all
+    (/openapi.json is there either way)."""
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:
+        log.info("swagger-ui-bundle is not installed: /docs is off (/openapi.json still works)")
+        return
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from starlette.staticfiles import StaticFiles
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get(DOCS_PATH, include_in_schema=False)
+    async def docs(request: Request) -> Response:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=root + (app.openapi_url or "/openapi.json"), title=f"{app.title} - API",
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon-32x32.png", oauth2_redirect_url=None)
+
+
 def create_app(config: ServerConfig | None = None, host: ModelHost | None = None) -> FastAPI:
     config = config or ServerConfig()
     host = host or ModelHost()
     metrics = Metrics(host.status, lambda: host.ready)
 
-    app = FastAPI(title="vibe-edge", version=_version,
+    # FastAPI's /docs and /redoc pages load their scripts from a CDN, which an offline machine
+    # cannot reach: /docs is served from the Swagger UI files of swagger-ui-bundle instead.
+    app = FastAPI(title="vibe-edge", version=_version, docs_url=None, redoc_url=None,
                   description="OpenAI-compatible API for VibeThinker-1.5B on llama.cpp")
     app.state.host = host
     app.state.config = config
@@ -96,6 +125,10 @@ def create_app(config: ServerConfig | None = None, host: ModelHost | None = None
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins),
                            allow_methods=["GET", "POST", "OPTIONS"],
                            allow_headers=["Authorization", "Content-Type"])
+    app.add_middleware(BrowserGuardMiddleware, allowed_hosts=config.allowed_hosts,
+                       cors_origins=config.cors_origins, check_host=not config.api_keys,
+                       on_reject=on_reject)
+    _add_offline_docs(app)
     if config.instance:  # outermost: every response names its instance, refusals included
         app.add_middleware(InstanceHeaderMiddleware, name=config.instance)
 

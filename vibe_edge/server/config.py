@@ -22,6 +22,8 @@ class ServerConfig:
 
     api_keys: accepted bearer keys; empty means no authentication (loopback or socket only).
     cors_origins: allowed browser origins; empty turns CORS off.
+    allowed_hosts: Host header names a keyless TCP server answers to besides loopback ones
+    (127.0.0.0/8, ::1, localhost); every other Host is refused (DNS rebinding).
     default_preset: the preset whose sampling values and limits fill what a request leaves out
     (its system prompt and suffix apply when a request names a preset, or to every chat request
     when apply_preset_prompts is set - `serve` sets it when the preset was chosen explicitly).
@@ -34,6 +36,7 @@ class ServerConfig:
 
     api_keys: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     keepalive_s: float = DEFAULT_KEEPALIVE_S
     grace_s: float = DEFAULT_GRACE_S
@@ -57,6 +60,7 @@ class ServerConfig:
                                     hint="check the key file: one key per line")
         object.__setattr__(self, "api_keys", keys)
         object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
+        object.__setattr__(self, "allowed_hosts", tuple(h.strip().lower() for h in self.allowed_hosts))
         if self.max_body_bytes < 1024:
             raise SettingsError(f"the request body limit must be at least 1024 bytes, got {self.max_body_bytes}")
         if not self.keepalive_s > 0:

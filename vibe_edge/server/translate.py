@@ -33,6 +33,7 @@ from vibe_edge.server.config import ServerConfig
 from vibe_edge.server.schemas import ChatCompletionRequest, CompletionRequest, ResponseFormat
 
 MAX_STOP_STRINGS = 16
+MAX_TOKEN_ID_DIGITS = 10  # 2**31 - 1 has ten digits
 # When a thinking budget comes from a preset or the server default (not from the request) and
 # would not leave room to answer within the request's token limit, it shrinks to this fraction.
 BUDGET_FRACTION_OF_LIMIT = 0.75
@@ -73,8 +74,11 @@ def _logit_bias(bias: dict[str, float] | None) -> dict[int, float]:
     out: dict[int, float] = {}
     for key, value in (bias or {}).items():
         text = key.strip()
-        if not (text.isascii() and text.isdigit()):
-            raise InvalidRequest(f"logit_bias keys must be token ids (integers >= 0), got {key!r}",
+        # Token ids are below 2**31; a longer digit string is refused before int() (which
+        # rejects 4,300+ digits with a ValueError, and is slow on long ones anyway).
+        if not (text.isascii() and text.isdigit()) or len(text) > MAX_TOKEN_ID_DIGITS:
+            shown = key if len(key) <= 40 else key[:40] + "..."
+            raise InvalidRequest(f"logit_bias keys must be token ids (integers >= 0), got {shown!r}",
                                  param="logit_bias")
         token = int(text)
         if not -100.0 <= value <= 100.0:
@@ -100,6 +104,12 @@ def _refuse_unsupported(body: ChatCompletionRequest | CompletionRequest) -> None
     if body.n not in (None, 1):
         raise InvalidRequest("n > 1 is not supported: send separate requests (they run in "
                              "parallel on the engine's slots)", param="n")
+    if (body.model_extra or {}).get("grammar") is not None:
+        # llama-server and llama-cpp-python take raw GBNF here; this server does not (a grammar
+        # is code for llama.cpp's parser), and ignoring it would silently change the answer.
+        raise InvalidRequest("a raw grammar is not accepted; ask for JSON with response_format "
+                             '{"type": "json_schema", "json_schema": {"schema": {...}}}',
+                             param="grammar")
     if body.logprobs not in (None, False, 0):
         raise InvalidRequest("logprobs are not supported by this server", param="logprobs")
     if isinstance(body, ChatCompletionRequest):

@@ -44,6 +44,7 @@ from vibe_edge.tui.store import (
     LENGTH,
     STOPPED,
     STREAMING,
+    HistoryError,
     HistoryStore,
 )
 from vibe_edge.tui.widgets import (
@@ -169,6 +170,10 @@ class ChatApp(App[None]):
         self._backend_error: str | None = None
         self._editing_message_id: int | None = None
         self._last_stats: dict[str, Any] = {}
+        # Set when the database fails under the app: nothing more is written, what the user
+        # typed stays on screen, and the app exits with status 1.
+        self.history_error: HistoryError | None = None
+        self.unsaved_text: str | None = None
 
     # -- layout ---------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -272,8 +277,11 @@ class ChatApp(App[None]):
                 n = reply.reasoning_tokens + reply.answer_tokens
                 if elapsed > 0.5 and n > 1:
                     reply.tps = (n - 1) / elapsed
-            if time.monotonic() - reply.last_save >= self.save_interval:
-                self._save_partial(reply)
+            if time.monotonic() - reply.last_save >= self.save_interval and self.history_error is None:
+                try:
+                    self._save_partial(reply)
+                except HistoryError as exc:
+                    self.run_worker(self._history_failed(exc), group="history-error")
             self._update_status()
 
     # -- conversations --------------------------------------------------------------------------
@@ -344,14 +352,57 @@ class ChatApp(App[None]):
         text = event.text.strip()
         if not text:
             return
+        if self.history_error is not None:
+            self.notify("The chat history cannot be written, so nothing can be sent; your text "
+                        "stays in the box. Copy it, then quit (Ctrl+Q).", severity="error")
+            return
         if self._busy("send"):
             return
-        if self._editing_message_id is not None and self.conversation_id is not None:
-            self.store.delete_messages_from(self.conversation_id, self._editing_message_id)
-            await self.open_conversation(self.conversation_id, follow_preset=False)  # a redraw
-        self._cancel_edit()
-        self.query_one(PromptInput).clear()
-        await self.send(text)
+        try:
+            if self._editing_message_id is not None and self.conversation_id is not None:
+                self.store.delete_messages_from(self.conversation_id, self._editing_message_id)
+                await self.open_conversation(self.conversation_id, follow_preset=False)  # a redraw
+            self._cancel_edit()
+            self.query_one(PromptInput).clear()
+            await self.send(text)
+        except HistoryError as exc:
+            await self._history_failed(exc, unsaved=text)
+
+    async def _history_failed(self, exc: HistoryError, *, unsaved: str | None = None) -> None:
+        """The database failed under us: say so, keep the unsaved text on screen, stop writing,
+        and make the exit status 1."""
+        first = self.history_error is None
+        self.history_error = exc
+        reply = self.reply
+        if reply is not None and not reply.done:
+            reply.done = reply.shown = True
+            if reply.stream is not None:
+                reply.stream.cancel()
+            if self._worker is not None:
+                self._worker.cancel()
+        if unsaved:
+            self.unsaved_text = unsaved
+            prompt = self.query_one(PromptInput)
+            if not prompt.text.strip():
+                prompt.text = unsaved
+                prompt.move_cursor(prompt.document.end)
+            prompt.focus()
+        if first:
+            what = ("Your message was not saved: it is still in the box below. " if unsaved else "")
+            await self.query_one(ChatView).mount(Static(Text(
+                f"The chat history failed: {exc.message}. {what}Nothing more will be saved. "
+                f"{exc.hint or ''} Quit with {_pretty(self._keys['quit'])}.".strip()),
+                id="history-error"))
+            self.notify(exc.message, title="Chat history failed", severity="error", timeout=600)
+        self._update_status()
+
+    def _handle_exception(self, error: Exception) -> None:
+        # A history failure in any handler not guarded above: the same clear handling, not a
+        # traceback (Textual's default for an unhandled exception is to crash the app).
+        if isinstance(error, HistoryError):
+            self.run_worker(self._history_failed(error), group="history-error")
+            return
+        super()._handle_exception(error)
 
     async def send(self, text: str) -> None:
         """Save the prompt, show it, and start the reply."""
@@ -371,10 +422,14 @@ class ChatApp(App[None]):
     async def _start_reply(self) -> None:
         assert self.conversation_id is not None
         conv_id = self.conversation_id
-        turns = [(m.role, m.content) for m in self.store.messages(conv_id)
-                 if m.role in ("user", "assistant") and not (m.role == "assistant" and m.status == ERROR)]
-        message = self.store.add_message(conv_id, "assistant", "", status=STREAMING)
-        self.store.update_conversation(conv_id, model=self.backend.model_name, preset=self.options.preset)
+        try:
+            turns = [(m.role, m.content) for m in self.store.messages(conv_id)
+                     if m.role in ("user", "assistant") and not (m.role == "assistant" and m.status == ERROR)]
+            message = self.store.add_message(conv_id, "assistant", "", status=STREAMING)
+            self.store.update_conversation(conv_id, model=self.backend.model_name, preset=self.options.preset)
+        except HistoryError as exc:
+            await self._history_failed(exc)
+            return
         view = AssistantMessage(model=self.backend.model_name, message_id=message.id)
         chat = self.query_one(ChatView)
         await chat.mount(view)
@@ -439,9 +494,14 @@ class ChatApp(App[None]):
             if not reply.done:
                 self._stop_now(reply)
             raise
+        except HistoryError as exc:
+            await self._history_failed(exc)
         except Exception as exc:
             if not reply.done:
-                await self._finish(reply, ERROR, error=f"{type(exc).__name__}: {exc}")
+                try:
+                    await self._finish(reply, ERROR, error=f"{type(exc).__name__}: {exc}")
+                except HistoryError as failure:
+                    await self._history_failed(failure)
 
     async def _finished(self, reply: Reply, event: Finished) -> None:
         result = event.result
@@ -501,6 +561,8 @@ class ChatApp(App[None]):
         reply.done = True
         if reply.stream is not None:
             reply.stream.cancel()
+        if self.history_error is not None:
+            return  # nothing can be saved any more
         stats = {"ttft_ms": None if reply.ttft_ms is None else round(reply.ttft_ms, 1),
                  "reasoning_tokens": reply.reasoning_tokens, "answer_tokens": reply.answer_tokens,
                  "prompt_tokens": reply.prompt_tokens,
@@ -732,12 +794,18 @@ class ChatApp(App[None]):
 
     async def action_quit(self) -> None:
         if self.reply is not None and not self.reply.done:
-            self.action_stop()
-        self.exit()
+            try:
+                self.action_stop()
+            except HistoryError as exc:
+                await self._history_failed(exc)
+        self.exit(return_code=1 if self.history_error is not None else 0)
 
     async def on_unmount(self) -> None:
         if self.reply is not None and not self.reply.done:
-            self._stop_now(self.reply)
+            try:
+                self._stop_now(self.reply)
+            except HistoryError as exc:
+                self.history_error = self.history_error or exc
         try:
             await self.backend.aclose()
         finally:
