@@ -23,7 +23,6 @@ import argparse
 import json
 import random
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -33,11 +32,10 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from vibe_edge.bench.metrics import percentile
+from vibe_edge.deploy.local import LocalCluster
+from vibe_edge.deploy.routing import INSTANCE_HEADER, SESSION_HEADER
 
-from vibe_edge.deploy.local import LocalCluster  # noqa: E402
-from vibe_edge.deploy.routing import INSTANCE_HEADER, SESSION_HEADER  # noqa: E402
 
 TOPICS = ["lighthouses", "bread", "bicycles", "glaciers", "violins", "tea", "bridges", "owls",
           "volcanoes", "chess", "rivers", "clocks", "bees", "maps", "ships", "salt"]
@@ -127,7 +125,7 @@ def summarize(turns: list[Turn], mode: str) -> dict:
         "warm_turn_rate": round(sum(bool(t.warm) for t in follow) / len(follow), 3),
         "p50_first_turn_ttft_ms": round(1000 * statistics.median(first), 1),
         "p50_second_turn_ttft_ms": round(1000 * statistics.median(second), 1),
-        "p95_second_turn_ttft_ms": round(1000 * sorted(second)[min(len(second) - 1, round(0.95 * (len(second) - 1)))], 1),
+        "p95_second_turn_ttft_ms": round(1000 * percentile(second, 0.95), 1),
         "mean_cached_share_follow_ups": round(statistics.mean(t.cached_tokens / t.prompt_tokens for t in follow), 3),
         "conversations_per_instance": sorted(spread.values(), reverse=True),
     }

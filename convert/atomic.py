@@ -10,22 +10,28 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from vibe_edge.convert.errors import ConversionInterrupted, InsufficientDiskSpace
+from vibe_edge.convert.errors import ConversionInterrupted, ConvertError, InsufficientDiskSpace
 
 __all__ = [
     "DEFAULT_FREE_SPACE_MARGIN",
+    "LOCK_PREFIX",
     "TMP_PREFIX",
     "atomic_output",
+    "output_locks",
+    "staging_path",
     "check_free_space",
     "free_bytes",
     "remove_stale_temp_files",
 ]
 
 TMP_PREFIX = ".vibe-edge-tmp-"
+# One lock file per output name while a convert or pull writes it: a second run for the same
+# name is refused instead of racing the first (the kernel drops the lock if the holder dies).
+LOCK_PREFIX = ".vibe-edge-lock-"
 # Keep this much free beyond the estimated file size: a disk filled to the last byte makes the
 # rest of the system (and our own manifest write) fail.
 DEFAULT_FREE_SPACE_MARGIN = 256 * 1024 * 1024
@@ -57,6 +63,58 @@ def check_free_space(folder: Path, needed: int, margin: int = DEFAULT_FREE_SPACE
 
 def temp_path_for(final: Path) -> Path:
     return final.with_name(f"{TMP_PREFIX}{final.name}.{os.getpid()}")
+
+
+def staging_path(final: Path) -> Path:
+    """Where a finished output waits, under a temporary name, until its manifest is written:
+    a GGUF never appears under its final name without its manifest (a kill in between leaves a
+    temp file the next run removes, not a half-registered model)."""
+    return final.with_name(f"{TMP_PREFIX}staged-{final.name}.{os.getpid()}")
+
+
+def _lock_one(path: Path):  # returns the open, locked file
+    import fcntl
+
+    lock_path = path.with_name(f"{LOCK_PREFIX}{path.name}.lock")  # not *.gguf: never a model
+    while True:
+        fh = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 (held until released)
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            fh.close()
+            raise ConvertError(
+                f"another `vibe-edge convert` or `pull` (pid {holder}) is writing {path.name} in "
+                f"{path.parent}", hint="wait for it to finish, or choose another --name") from None
+        try:  # the file we locked may have been removed by its last holder: lock the new one
+            same = os.stat(lock_path).st_ino == os.fstat(fh.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(str(os.getpid()))
+            fh.flush()
+            return fh, lock_path
+        fh.close()
+
+
+@contextmanager
+def output_locks(paths: Iterable[Path]) -> Iterator[None]:
+    """Hold an exclusive lock on each output name (in a fixed order) for the whole block."""
+    held = []
+    try:
+        for path in sorted({Path(p) for p in paths}):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            held.append(_lock_one(path))
+        yield
+    finally:
+        for fh, lock_path in reversed(held):
+            try:
+                lock_path.unlink(missing_ok=True)  # unlinked while still locked: see _lock_one
+            finally:
+                fh.close()
 
 
 @contextmanager

@@ -22,7 +22,9 @@ from vibe_edge.convert.atomic import (
     TMP_PREFIX,
     atomic_output,
     check_free_space,
+    output_locks,
     remove_stale_temp_files,
+    staging_path,
 )
 from vibe_edge.convert.core import DEFAULT_OUTTYPE, convert_folder, resolve_outtype
 from vibe_edge.convert.errors import ConvertError, DependencyMissing, VerificationFailed
@@ -32,7 +34,7 @@ from vibe_edge.convert.quantize import QUANT_TYPES, normalize_quant, quantize_gg
 from vibe_edge.convert.reader import open_checkpoint
 from vibe_edge.convert.writer import ProgressFn, SourceInfo
 from vibe_edge.errors import ModelFileError
-from vibe_edge.registry import Manifest, register_model
+from vibe_edge.registry import Manifest, publish_model
 
 __all__ = ["ConvertReport", "ConvertRequest", "PullRequest", "pull_model", "run_convert"]
 
@@ -123,12 +125,24 @@ def run_convert(req: ConvertRequest) -> ConvertReport:
     base_path = out_dir / f"{base_name}-{outtype.upper()}.gguf"
     quant_paths = {q: out_dir / f"{base_name}-{q}.gguf" for q in quants}
     keep_base = req.keep_unquantized if req.keep_unquantized is not None else not quants
-    _check_targets(([base_path] if keep_base else []) + list(quant_paths.values()), req.force)
+    finals = ([base_path] if keep_base else []) + list(quant_paths.values())
+    with output_locks(finals):  # a second convert of the same names is refused, not raced
+        _check_targets(finals, req.force)
+        return _convert_locked(req, folder, source, outtype, base_path, quant_paths, keep_base,
+                                   verify)
 
-    # When only quantizations are wanted the unquantized file is an intermediate: it gets a
-    # temporary name (not *.gguf, so the registry never lists it, and a model already registered
-    # under the final name is left alone) and is deleted at the end.
-    intermediate = base_path if keep_base else out_dir / f"{TMP_PREFIX}intermediate-{base_path.stem}.{os.getpid()}"
+
+def _convert_locked(req: ConvertRequest, folder: Path, source: SourceInfo, outtype: str,
+                    base_path: Path, quant_paths: dict[str, Path], keep_base: bool,
+                    verify: bool) -> ConvertReport:
+    out_dir = base_path.parent
+    # Every output is written under a temporary name (not *.gguf, so the registry never lists
+    # it) and renamed into place only after its manifest is written (publish_model). The
+    # unquantized file is also an intermediate when only quantizations are wanted: then it is
+    # deleted at the end instead of published.
+    intermediate = staging_path(base_path) if keep_base else \
+        out_dir / f"{TMP_PREFIX}intermediate-{base_path.stem}.{os.getpid()}"
+    staged = {q: staging_path(qpath) for q, qpath in quant_paths.items()}
     created: list[Path] = []
     try:
         _say(req, f"converting {folder} -> {base_path.name} ({outtype})")
@@ -140,16 +154,36 @@ def run_convert(req: ConvertRequest) -> ConvertReport:
             verification.update(_verify_unquantized(req, folder, intermediate))
         for q, qpath in quant_paths.items():
             _say(req, f"quantizing {base_path.name} -> {qpath.name}")
-            created.append(qpath)
-            quantize_gguf(intermediate, qpath, q, progress=req.progress, free_space_margin=req.free_space_margin)
+            created.append(staged[q])
+            quantize_gguf(intermediate, staged[q], q, progress=req.progress,
+                          free_space_margin=req.free_space_margin)
         table = None
-        if verify and quants:
+        if verify and quant_paths:
             from vibe_edge.convert.verify import DEFAULT_KL_BUDGET, evaluate_quants
             _say(req, "evaluating quantizations against the unquantized file")
-            table = evaluate_quants(intermediate, quant_paths, text=req.eval_text,
+            table = evaluate_quants(intermediate, staged, text=req.eval_text,
                                     kl_budget=req.kl_budget if req.kl_budget is not None else DEFAULT_KL_BUDGET,
                                     base_label=outtype.upper(), progress=req.progress)
             verification["quantizations"] = table.to_dict()
+
+        common = {
+            "architecture": result.metadata["architecture"],
+            "n_params": result.n_params,
+            "context_length": result.metadata.get("context_length"),
+            "source": source.to_dict(),
+            "pre_tokenizer": result.metadata.get("pre_tokenizer"),
+        }
+        manifests: list[Manifest] = []
+        if keep_base:
+            manifests.append(publish_model(out_dir, intermediate, base_path, quant=outtype.upper(),
+                                           **common, verification=_base_verification(verification)))
+        for q, qpath in quant_paths.items():
+            ver = _base_verification(verification)
+            if table is not None:
+                row = next(r for r in table.rows if r.quant == q)
+                ver["quantization"] = {**row.to_dict(), "reference": outtype.upper(),
+                                       "recommended": table.recommended == q, "kl_budget": table.kl_budget}
+            manifests.append(publish_model(out_dir, staged[q], qpath, quant=q, **common, verification=ver))
     except BaseException:
         for path in created:  # a failed or unfaithful conversion leaves nothing behind
             path.unlink(missing_ok=True)
@@ -157,26 +191,6 @@ def run_convert(req: ConvertRequest) -> ConvertReport:
     finally:
         if not keep_base:
             intermediate.unlink(missing_ok=True)
-
-    common = {
-        "architecture": result.metadata["architecture"],
-        "n_params": result.n_params,
-        "context_length": result.metadata.get("context_length"),
-        "source": source.to_dict(),
-    }
-    manifests: list[Manifest] = []
-    if keep_base:
-        manifests.append(register_model(out_dir, base_path, quant=outtype.upper(), **common,
-                                        verification=_base_verification(verification),
-                                        pre_tokenizer=result.metadata.get("pre_tokenizer")))
-    for q, qpath in quant_paths.items():
-        ver = _base_verification(verification)
-        if table is not None:
-            row = next(r for r in table.rows if r.quant == q)
-            ver["quantization"] = {**row.to_dict(), "reference": outtype.upper(),
-                                   "recommended": table.recommended == q, "kl_budget": table.kl_budget}
-        manifests.append(register_model(out_dir, qpath, quant=q, **common, verification=ver,
-                                        pre_tokenizer=result.metadata.get("pre_tokenizer")))
     return ConvertReport(manifests, verification, table, removed_unquantized=not keep_base)
 
 
@@ -236,14 +250,19 @@ def pull_model(req: PullRequest) -> Manifest:
     out_dir = Path(req.out_dir).expanduser()
     name = _safe_name(req.name or cached.stem)
     final = out_dir / f"{name}.gguf"
-    _check_targets([final], req.force)
-    size = cached.stat().st_size
-    check_free_space(out_dir, size, req.free_space_margin)
-    with atomic_output(final) as tmp:
-        try:  # a hard link shares the cache's bytes (same filesystem): no second copy on disk
-            tmp.hardlink_to(cached.resolve())
-        except OSError:
-            shutil.copyfile(cached, tmp)
-    return register_model(out_dir, final, name=name, quant=quant, **info,
-                          source={"repo": req.repo, "revision": snap.commit or snap.revision,
-                                  "file": cached.name})
+    with output_locks([final]):
+        _check_targets([final], req.force)
+        size = cached.stat().st_size
+        check_free_space(out_dir, size, req.free_space_margin)
+        staged = staging_path(final)
+        try:
+            with atomic_output(staged) as tmp:
+                try:  # a hard link shares the cache's bytes (same filesystem): no second copy on disk
+                    tmp.hardlink_to(cached.resolve())
+                except OSError:
+                    shutil.copyfile(cached, tmp)
+            return publish_model(out_dir, staged, final, name=name, quant=quant, **info,
+                                 source={"repo": req.repo, "revision": snap.commit or snap.revision,
+                                         "file": cached.name})
+        finally:
+            staged.unlink(missing_ok=True)

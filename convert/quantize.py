@@ -62,7 +62,10 @@ def normalize_quant(name: str) -> str:
 
 
 def _worker_env() -> dict[str, str]:
+    from vibe_edge.engine.quantize import PARENT_PID_ENV
+
     env = dict(os.environ)
+    env[PARENT_PID_ENV] = str(os.getpid())
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env

@@ -13,7 +13,7 @@ import json
 import math
 import struct
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -170,6 +170,17 @@ class Checkpoint:
         return None
 
 
+def _inside_folder(name: object) -> bool:
+    """A shard name from the index stays inside the checkpoint folder: relative, no '..'.
+
+    Checked on the name, not the resolved path: a hub snapshot's files are symlinks into the
+    cache's blob store, which is outside the snapshot folder by design."""
+    if not isinstance(name, str) or not name or "\x00" in name or "\\" in name:
+        return False
+    path = PurePosixPath(name)
+    return not path.is_absolute() and ".." not in path.parts and name not in (".",)
+
+
 def open_checkpoint(folder: Path) -> Checkpoint:
     """Index the checkpoint in `folder`: model.safetensors, or the shards an index.json names.
 
@@ -187,6 +198,13 @@ def open_checkpoint(folder: Path) -> Checkpoint:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f"{index_path.name} is unreadable ({exc})",
                                   hint="re-download the checkpoint's index file") from exc
+        outside = [s for s in weight_map.values() if not _inside_folder(s)]
+        if outside:
+            raise CheckpointError(
+                f"{index_path.name} names shard {outside[0]!r}, which is not a file inside the "
+                "checkpoint folder; refusing to read it",
+                hint="the index is damaged or hostile: shard names must be file names in the "
+                     "folder (e.g. model-00001-of-00002.safetensors); re-download the checkpoint")
         shard_names = sorted(set(weight_map.values()))
         missing = [s for s in shard_names if not (folder / s).is_file()]
         if missing:

@@ -126,6 +126,22 @@ def _need(config: dict[str, Any], *keys: str) -> Any:
     raise CheckpointError(f"config.json lacks {keys[0]!r}", hint="the config is incomplete or not a decoder model")
 
 
+# Sanity ceilings for config.json numbers, far above any real decoder (VibeThinker: 28 layers,
+# hidden 1536, 151,936 tokens). Every size is also checked against the tensors themselves
+# (plan_tensors) before anything is allocated from it.
+MAX_CONFIG_VALUE = 1 << 24
+
+
+def _count(config: dict[str, Any], key: str, value: Any) -> int:
+    """A config.json count (layers, heads, sizes): an integer from 1 to MAX_CONFIG_VALUE."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) \
+            or not 1 <= value <= MAX_CONFIG_VALUE:
+        raise CheckpointError(f"config.json has {key}={value!r}, which is not a plausible count "
+                              f"(a whole number from 1 to {MAX_CONFIG_VALUE:,})",
+                              hint="the config is damaged or does not belong to these weights")
+    return int(value)
+
+
 def load_spec(folder: Path) -> ModelSpec:
     config = load_config(folder)
     archs = config.get("architectures") or []
@@ -136,10 +152,10 @@ def load_spec(folder: Path) -> ModelSpec:
             f"{' and '.join(SUPPORTED_ARCHITECTURES)}",
             hint="VibeThinker, Qwen2.5(-Math), DeepSeek-R1-Distill-Qwen, SmolLM2 and Llama "
                  "checkpoints are supported; use llama.cpp's own converter for other models")
-    n_head = int(_need(config, "num_attention_heads"))
-    hidden = int(_need(config, "hidden_size"))
-    n_head_kv = int(config.get("num_key_value_heads") or n_head)
-    head_dim = int(config.get("head_dim") or hidden // n_head)
+    n_head = _count(config, "num_attention_heads", _need(config, "num_attention_heads"))
+    hidden = _count(config, "hidden_size", _need(config, "hidden_size"))
+    n_head_kv = _count(config, "num_key_value_heads", config.get("num_key_value_heads") or n_head)
+    head_dim = _count(config, "head_dim", config.get("head_dim") or max(1, hidden // n_head))
     rope = dict(config.get("rope_parameters") or config.get("rope_scaling") or {})
     rope_theta = config.get("rope_theta", rope.get("rope_theta"))
     rope_type = rope.get("rope_type", rope.get("type"))
@@ -155,14 +171,14 @@ def load_spec(folder: Path) -> ModelSpec:
         hf_architecture=arch,
         gguf_architecture=SUPPORTED_ARCHITECTURES[arch],
         config=config,
-        n_layers=int(_need(config, "num_hidden_layers")),
+        n_layers=_count(config, "num_hidden_layers", _need(config, "num_hidden_layers")),
         hidden=hidden,
-        ffn=int(_need(config, "intermediate_size")),
+        ffn=_count(config, "intermediate_size", _need(config, "intermediate_size")),
         n_head=n_head,
         n_head_kv=n_head_kv,
         head_dim=head_dim,
-        vocab_size=int(_need(config, "vocab_size")),
-        context_length=int(ctx) if ctx is not None else None,
+        vocab_size=_count(config, "vocab_size", _need(config, "vocab_size")),
+        context_length=int(ctx) if isinstance(ctx, (int, float)) and not isinstance(ctx, bool) else None,
         rms_eps=config.get("rms_norm_eps"),
         rope_theta=float(rope_theta) if rope_theta is not None else None,
         tied_embeddings=bool(config.get("tie_word_embeddings", False)),
@@ -213,13 +229,23 @@ def _llama3_rope_factors(spec: ModelSpec) -> np.ndarray:
     return np.asarray(out, dtype=np.float32)
 
 
+def _check_layer_count(spec: ModelSpec, checkpoint: Checkpoint) -> None:
+    """config.json's num_hidden_layers against the layers the tensors hold, before the list of
+    required tensor names (one set per layer) is built from it."""
+    layers = {int(m.group(1)) for name in checkpoint.tensors if (m := _LAYER_RE.match(name))}
+    found = max(layers) + 1 if layers else 0
+    if spec.n_layers > found:
+        raise CheckpointError(
+            f"config.json says num_hidden_layers={spec.n_layers} but the checkpoint holds "
+            f"tensors for {found} layer(s)",
+            hint="the config and the weights do not belong together, or shards are missing")
+
+
 def plan_tensors(spec: ModelSpec, checkpoint: Checkpoint) -> list[TensorPlan]:
     """Map every checkpoint tensor to its GGUF tensor, checking names, shapes and completeness."""
     plans: list[TensorPlan] = []
     seen: set[str] = set()
-    if spec.rope_scaling.get("rope_type", spec.rope_scaling.get("type")) == "llama3":
-        factors = _llama3_rope_factors(spec)
-        plans.append(TensorPlan("rope_freqs.weight", None, factors.shape, True, generated=factors))
+    _check_layer_count(spec, checkpoint)
     for name, ref in checkpoint.tensors.items():
         if name.endswith(SKIPPED_SUFFIXES):
             continue
@@ -258,6 +284,10 @@ def plan_tensors(spec: ModelSpec, checkpoint: Checkpoint) -> list[TensorPlan]:
         keep_f32 = len(expected) <= 1 or gguf_name.endswith("_norm.weight") or not gguf_name.endswith(".weight")
         plans.append(TensorPlan(gguf_name, ref, expected, keep_f32, permute))
         seen.add(gguf_name)
+    if spec.rope_scaling.get("rope_type", spec.rope_scaling.get("type")) == "llama3":
+        # Sized by head_dim: built only now that the q/k shapes have confirmed it.
+        factors = _llama3_rope_factors(spec)
+        plans.insert(0, TensorPlan("rope_freqs.weight", None, factors.shape, True, generated=factors))
     required = {"token_embd.weight", "output_norm.weight"}
     if not spec.tied_embeddings:
         required.add("output.weight")

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 import mmap
+import os
+import stat
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -134,8 +136,21 @@ def read_gguf(path: str | Path, *, keep_array: KeepArray = keep_all_arrays) -> G
             "converted with `vibe-edge convert`",
         )
     try:
-        with path.open("rb") as f:
-            size = path.stat().st_size
+        # Non-blocking, and checked on the open descriptor: a FIFO or a device (/dev/zero) given
+        # as --model must be refused at once, not read forever or taken for an empty file.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise ModelFileError(f"cannot read {path}: {exc.strerror or exc}",
+                             hint="check the file's permissions") from exc
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise ModelFileError(f"{path} is {_file_kind(st.st_mode)}, not a model file",
+                             hint="point --model at a .gguf file (a name from `vibe-edge models`, "
+                                  "or a path)")
+    size = st.st_size
+    try:
+        with os.fdopen(fd, "rb") as f:
             head = f.read(512)  # enough to recognise foreign formats
             if head[:4] != GGUF_MAGIC:
                 raise _not_gguf(path, head, size)
@@ -150,6 +165,12 @@ def read_gguf(path: str | Path, *, keep_array: KeepArray = keep_all_arrays) -> G
 
 
 # -- recognising what a non-GGUF file is ---------------------------------------------------------
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
 
 def _not_gguf(path: Path, head: bytes, size: int) -> ModelFileError:
     looks_like = _describe_foreign(head, size)

@@ -62,6 +62,9 @@ class GGUFFacts:
     n_tensors: int
     n_params: int              # sum of tensor element counts
     tensor_data_bytes: int     # what the weights take in memory once loaded
+    # The longest token text in bytes: no prompt longer than ctx x this many characters can fit
+    # a context of ctx tokens (the engine refuses such a prompt before tokenizing it).
+    max_token_bytes: int | None = None
 
     def kv_bytes_per_token(self, kv_type: str = "f16") -> int:
         """KV-cache bytes one token takes in one sequence: layers x (K and V) x kv heads x dims."""
@@ -150,8 +153,9 @@ def _facts(f: GGUFFile) -> GGUFFacts:
     if isinstance(tokens, list) and all(isinstance(t, str) for t in tokens[:1]):
         vocab: Any = len(tokens)
         thinks = _THINK_OPEN in tokens and _THINK_CLOSE in tokens
+        longest_token = max((len(t.encode("utf-8", errors="replace")) for t in tokens), default=0)
     else:
-        vocab, thinks = f.arch_field(_K.LLM.VOCAB_SIZE), False
+        vocab, thinks, longest_token = f.arch_field(_K.LLM.VOCAB_SIZE), False, 0
     name = f.fields.get(_K.General.NAME)
     template = f.fields.get(_K.Tokenizer.CHAT_TEMPLATE)
     return GGUFFacts(
@@ -163,5 +167,5 @@ def _facts(f: GGUFFile) -> GGUFFacts:
         vocab_size=int(vocab) if isinstance(vocab, int) else None,
         chat_template=template if isinstance(template, str) and template else None,
         has_think_tokens=thinks, n_tensors=len(f.tensors), n_params=n_params,
-        tensor_data_bytes=data_bytes,
+        tensor_data_bytes=data_bytes, max_token_bytes=longest_token or None,
     )

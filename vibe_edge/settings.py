@@ -109,6 +109,9 @@ class Settings:
     # Address the OpenAI-compatible server binds to; loopback unless exposed on purpose.
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
+    # Host names (besides loopback) a server without an API key answers to, e.g. a name in
+    # /etc/hosts for this machine; other Host headers are refused (DNS-rebinding defence).
+    allowed_hosts: tuple[str, ...] = ()
     # Browser origins the server allows (CORS); empty: CORS off. In the environment, comma-separated.
     cors_origins: tuple[str, ...] = ()
     # The largest request body the server accepts, in bytes (413 beyond).
@@ -332,6 +335,19 @@ def _text_check(*, optional: bool) -> Callable[[str, str, Any], str | None]:
     return check
 
 
+def _hosts_check(source: str, name: str, value: Any) -> tuple[str, ...]:
+    """Host names: a list (TOML) or a comma-separated string (environment)."""
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(h, str) for h in items):
+        raise _bad(source, name, value, "host names, e.g. myhost.lan,other.lan")
+    hosts = tuple(h.strip().lower() for h in items if h.strip())
+    if any(c in h for h in hosts for c in "/@ \t"):
+        raise _bad(source, name, value, "host names without scheme, path or spaces")
+    return hosts
+
+
 def _path_check(source: str, name: str, value: Any) -> Path | None:
     if value is None or (isinstance(value, str) and value.strip() in _AUTO_WORDS):
         return None
@@ -362,6 +378,7 @@ _CHECKS: dict[str, Callable[[str, str, Any], Any]] = {
     "host": _text_check(optional=False),
     # 0 asks the system for any free port; `serve` prints the one it got.
     "port": _int_check(0, 65535, "a port number from 1 to 65535, or 0 for any free port", optional=False),
+    "allowed_hosts": _hosts_check,
     "cors_origins": _texts_check,
     "max_body_bytes": _int_check(MIN_MAX_BODY_BYTES, None, f"a number of bytes >= {MIN_MAX_BODY_BYTES}",
                                  optional=False),

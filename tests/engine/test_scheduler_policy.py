@@ -10,6 +10,7 @@ Scheduler.step() directly, so every step is deterministic.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -65,13 +66,25 @@ class FakeBatch:
 
 
 class FakeSampler:
-    """Replays `tokens`, then repeats the last one. Records what the scheduler fed it."""
+    """Replays `tokens`, then repeats the last one. Records what the scheduler fed it.
 
-    def __init__(self, tokens: list[int]):
+    slow: every draw is a slow one (a grammar refused the token the chain drew): the backend's
+    sample() leaves it undone and sample_slow() finishes it, after `gate` is set."""
+
+    def __init__(self, tokens: list[int], *, slow: bool = False, gate: threading.Event | None = None):
         self.tokens = list(tokens)
+        self.slow = slow
+        self.gate = gate
         self.drawn: list[int] = []
         self.accepted: list[int] = []
         self.closed = False
+        self.slow_threads: list[str] = []
+
+    def sample_slow(self) -> int:
+        self.slow_threads.append(threading.current_thread().name)
+        if self.gate is not None:
+            assert self.gate.wait(10)
+        return self.draw()
 
     def draw(self) -> int:
         token = self.tokens[len(self.drawn)] if len(self.drawn) < len(self.tokens) else self.tokens[-1]
@@ -111,9 +124,9 @@ class FakeBackend:
         self._last = entries
         return 0
 
-    def sample(self, sampler: FakeSampler, index: int) -> int:
+    def sample(self, sampler: FakeSampler, index: int) -> int | None:
         assert self._last[index].logits, "sampled at a position without logits"
-        return sampler.draw()
+        return None if sampler.slow else sampler.draw()
 
     def remove(self, seq: int, start: int = -1, end: int = -1) -> None:
         assert end == -1
@@ -136,9 +149,10 @@ class Rig:
     samplers: list[FakeSampler] = field(default_factory=list)
 
     def job(self, prompt: list[int], output: list[int], *, max_new: int = 32, deadline_s: float = 60.0,
-            budget: int | None = None, start_in_reasoning: bool = False) -> Job:
+            budget: int | None = None, start_in_reasoning: bool = False, slow: bool = False,
+            gate: threading.Event | None = None) -> Job:
         request = GenerationRequest(prompt="fake", reasoning=ReasoningOptions(thinking_budget=budget))
-        sampler = FakeSampler(output)
+        sampler = FakeSampler(output, slow=slow, gate=gate)
         self.samplers.append(sampler)
         return Job(request=request, handle=RequestHandle(request.request_id), prompt_tokens=list(prompt),
                    sampler=sampler, max_new_tokens=max_new, deadline=time.monotonic() + deadline_s,
@@ -282,13 +296,16 @@ def test_requests_wait_in_order_for_a_free_slot():
 
 def test_a_full_queue_refuses_at_once_and_a_stopped_scheduler_takes_nothing():
     r = rig(n_seq=1, queue_size=2)
-    r.submit([1], [EOG])
-    r.submit([2], [EOG])
+    for prompt in ([1], [2], [3]):  # capacity is the free slot plus the queue
+        r.submit(prompt, [5] * 50, max_new=50)
     with pytest.raises(EngineBusy):
-        r.submit([3], [EOG])
+        r.submit([4], [EOG])
+    r.scheduler.step()  # the first job takes the slot: the queue holds two, it is full
+    with pytest.raises(EngineBusy):
+        r.submit([5], [EOG])
     r.scheduler.stop_accepting()
     with pytest.raises(EngineClosed):
-        r.submit([4], [EOG])
+        r.submit([6], [EOG])
 
 
 def test_cancelled_or_expired_while_queued_never_gets_a_slot():
@@ -378,3 +395,21 @@ def test_a_new_conversation_takes_an_empty_slot_over_evicting_one_for_shared_tem
     edit = r.submit([1, 2, 30, 31, 32, 99], [EOG])
     r.run()
     assert [e for e in events(edit) if isinstance(e, Started)][0].slot == 0
+
+
+def test_a_slow_draw_runs_off_the_scheduler_thread_while_other_slots_keep_decoding():
+    r = rig(n_seq=2)
+    gate = threading.Event()
+    fast = r.submit([1], [5] * 40, max_new=6)
+    slow = r.submit([2], [7, EOG], slow=True, gate=gate)
+    r.scheduler.step()  # both prompts; the slow slot's draw goes to a helper thread
+    for step in range(1, 5):
+        r.scheduler.step()
+        assert r.fed(step, 0) == [5], "the other slot decodes every step"
+        assert r.fed(step, 1) == [], "the slot waiting for its draw is out of the batch"
+    gate.set()
+    r.run()
+    assert finished(fast).result.finish_reason is FinishReason.LENGTH
+    result = finished(slow).result
+    assert result.finish_reason is FinishReason.STOP and result.answer == "t7 "
+    assert all(name.startswith("vibe-edge-grammar-draw") for name in r.samplers[1].slow_threads)

@@ -84,9 +84,20 @@ def test_context_length_exceeded(client):
     assert error["type"] == "invalid_request_error"
 
 
-def test_form_encoded_json_is_still_read(client):
-    # curl -d sends application/x-www-form-urlencoded: the body is JSON all the same.
-    reply = client.post(CHAT, content=json.dumps(HELLO), headers={"content-type": "application/x-www-form-urlencoded"})
+@pytest.mark.parametrize("ctype", ["application/x-www-form-urlencoded", "text/plain",
+                                   "multipart/form-data; boundary=x", "text/plain; charset=utf-8", None])
+def test_bodies_not_declared_json_are_415(client, ctype):
+    # What a web page may POST cross-site without a preflight (or no type at all): never read
+    # as JSON, so a page cannot smuggle a completion request in a form or a text body.
+    headers = {"content-type": ctype} if ctype else {}
+    error = assert_openai_error(client.post(CHAT, content=json.dumps(HELLO), headers=headers), 415,
+                                code="unsupported_media_type")
+    assert "Content-Type: application/json" in error["hint"]
+
+
+def test_json_with_a_charset_is_read(client):
+    reply = client.post(CHAT, content=json.dumps(HELLO),
+                        headers={"content-type": "application/json; charset=utf-8"})
     assert reply.status_code == 200, reply.text
 
 

@@ -58,7 +58,8 @@ def test_busy_slots_gauge_during_a_stream(server, engine):
     host, port = server.url.removeprefix("http://").split(":")
     body = json.dumps({**ASK, "max_tokens": 600, "stream": True}).encode()
     sock = socket.create_connection((host, int(port)), timeout=30)
-    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: "
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: "
                  + str(len(body)).encode() + b"\r\n\r\n" + body)
     try:
         deadline = time.monotonic() + 10

@@ -83,6 +83,17 @@ def chat(
             app.run()
         finally:
             store.close()
+        if app.history_error is not None:
+            from vibe_edge.cli.common import err_console
+
+            err_console.print(f"[bold red]error:[/] {app.history_error.message}")
+            if app.history_error.hint:
+                err_console.print(f"  [yellow]hint:[/] {app.history_error.hint}")
+            if app.unsaved_text:
+                err_console.print("your last message was not saved; here it is:")
+                err_console.print(app.unsaved_text, markup=False, highlight=False)
+        if app.return_code:  # a failure inside the app is a failure of the command
+            raise typer.Exit(app.return_code)
 
 
 def _options(store, settings, preset, system, temperature, top_p, max_tokens, thinking_budget):

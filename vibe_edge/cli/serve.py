@@ -66,6 +66,9 @@ def serve(
         help="The most tokens any request may generate, whatever it asks. Default: what a slot holds.")] = None,
     cors_origin: Annotated[Optional[list[str]], typer.Option(
         help="Allow browser requests from this origin (repeatable). CORS is off by default.")] = None,
+    allowed_host: Annotated[Optional[list[str]], typer.Option(
+        help="Also answer to this Host name without an API key (repeatable); by default only "
+             "loopback names (127.0.0.1, localhost, ::1), against DNS rebinding.")] = None,
     max_body: Annotated[Optional[int], typer.Option(help="Largest request body in bytes. Default: 8 MiB.")] = None,
     grace: Annotated[Optional[float], typer.Option(
         help="On SIGTERM, let running requests finish this many seconds, then cancel them. Default: 10.")] = None,
@@ -89,7 +92,7 @@ def serve(
                                        max_tokens=max_tokens, host=host, port=port,
                                        log_level=log_level, cors_origins=cors_origin or None,
                                        max_body_bytes=max_body, grace_s=grace, keepalive_s=keepalive,
-                                       instance=instance)
+                                       instance=instance, allowed_hosts=allowed_host or None)
         keys = read_api_keys(api_key or (), str(api_key_file) if api_key_file else None)
         config = ServerConfig.from_settings(settings, api_keys=keys, model_id=alias)
         if socket_path is None:

@@ -12,6 +12,7 @@ import collections
 import ctypes
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import llama_cpp as C
 import numpy as np
 
 from vibe_edge.defaults import KV_TYPES
+from vibe_edge.engine.grammar import check_gbnf
 from vibe_edge.errors import InvalidRequest, ModelFileError
 from vibe_edge.types import SamplingParams
 
@@ -28,6 +30,16 @@ log = logging.getLogger("vibe_edge.llama")
 # defaults.KV_TYPES -> llama.cpp's ggml type ids.
 _GGML_KV_TYPES = {"f16": C.GGML_TYPE_F16, "q8_0": C.GGML_TYPE_Q8_0, "q4_0": C.GGML_TYPE_Q4_0}
 assert set(_GGML_KV_TYPES) == set(KV_TYPES)
+
+# llama.cpp splits a text at special tokens with a list walk that is quadratic in their count
+# (20,000 chat messages took 20 s). Text holding more than this many is tokenized in pieces
+# that each start at a special token, which gives the same tokens in linear time.
+SPECIAL_TOKENS_PER_PIECE = 32
+# Below this many characters the quadratic part is negligible: one call, no scan.
+PIECEWISE_MIN_CHARS = 4096
+# Vocabularies with more special tokens than this are not scanned for piecewise tokenizing.
+MAX_SPECIALS_SCANNED = 512
+_SPECIAL_ATTRS = C.LLAMA_TOKEN_ATTR_CONTROL | C.LLAMA_TOKEN_ATTR_USER_DEFINED | C.LLAMA_TOKEN_ATTR_UNKNOWN
 
 # ---------------------------------------------------------------------------------------------
 # Logging: llama.cpp prints a lot to stderr by default. Route it to Python logging and keep the
@@ -133,8 +145,11 @@ class Model:
         self.vocab = C.llama_model_get_vocab(ptr)
         self.n_vocab = C.llama_vocab_n_tokens(self.vocab)
         self.add_bos = bool(C.llama_vocab_get_add_bos(self.vocab))
+        self.add_eos = bool(C.llama_vocab_get_add_eos(self.vocab))
         self._piece_cache: dict[int, bytes] = {}
         self._eog_cache: dict[int, bool] = {}
+        self._specials: tuple[re.Pattern[str], frozenset[str]] | None | bool = False  # False: not built
+        self._specials_lock = threading.Lock()
 
     # -- metadata ------------------------------------------------------------------------------
     def meta(self, key: str) -> str | None:
@@ -177,6 +192,78 @@ class Model:
 
     # -- text <-> tokens -----------------------------------------------------------------------
     def tokenize(self, text: str, *, add_special: bool, parse_special: bool = True) -> list[int]:
+        if parse_special and len(text) >= PIECEWISE_MIN_CHARS:
+            pieces = self._split_at_specials(text)
+            if len(pieces) > 1:
+                tokens = [self.special_token("bos")] if add_special and self.add_bos else []
+                for piece in pieces:
+                    tokens += self._tokenize(piece, add_special=False, parse_special=True)
+                if add_special and self.add_eos:
+                    tokens.append(self.special_token("eos"))
+                return tokens
+        return self._tokenize(text, add_special=add_special, parse_special=parse_special)
+
+    def _split_at_specials(self, text: str) -> list[str]:
+        """Cut `text` into pieces of about SPECIAL_TOKENS_PER_PIECE special tokens, each piece
+        (after the first) starting at a special token.
+
+        Tokenizing the pieces one by one gives exactly the tokens of the whole text: llama.cpp
+        itself splits there first and tokenizes the text between special tokens on its own.
+        Never cut before a token that strips the whitespace to its left (LSTRIP): that whitespace
+        is in the previous piece. Vocabularies where one special token's end can be another's
+        start (so matches could overlap) are never cut."""
+        specials = self._special_matcher()
+        if specials is None:
+            return [text]
+        pattern, lstrip = specials
+        cuts = [0]
+        count = 0
+        for match in pattern.finditer(text):
+            count += 1
+            if count > SPECIAL_TOKENS_PER_PIECE and match.group() not in lstrip and match.start() > cuts[-1]:
+                cuts.append(match.start())
+                count = 1
+        if len(cuts) == 1:
+            return [text]
+        return [text[a:b] for a, b in zip(cuts, cuts[1:] + [len(text)])]
+
+    def _special_matcher(self) -> tuple[re.Pattern[str], frozenset[str]] | None:
+        if self._specials is False:
+            with self._specials_lock:
+                if self._specials is False:
+                    self._specials = self._build_special_matcher()
+        return self._specials  # type: ignore[return-value]
+
+    def _build_special_matcher(self) -> tuple[re.Pattern[str], frozenset[str]] | None:
+        """The special tokens llama.cpp matches in text (control, user-defined, unknown), as one
+        regex trying the longest first, as llama.cpp does."""
+        texts: set[str] = set()
+        lstrip: set[str] = set()
+        for token in range(self.n_vocab):
+            attr = int(C.llama_vocab_get_attr(self.vocab, token))
+            if not attr & _SPECIAL_ATTRS:
+                continue
+            raw = C.llama_vocab_get_text(self.vocab, token) or b""
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return None  # cannot be matched in Python text exactly: never cut
+            if text:
+                texts.add(text)
+                if attr & C.LLAMA_TOKEN_ATTR_LSTRIP:
+                    lstrip.add(text)
+            if len(texts) > MAX_SPECIALS_SCANNED:
+                return None
+        if not texts:
+            return None
+        ordered = sorted(texts, key=len, reverse=True)
+        for a in ordered:  # an overlap ("x<b" and "<b>c") would make matches ambiguous
+            for b in ordered:
+                if a != b and any(a.endswith(b[:k]) for k in range(1, min(len(a), len(b)))):
+                    return None
+        return re.compile("|".join(map(re.escape, ordered))), frozenset(lstrip)
+
+    def _tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
         data = text.encode("utf-8")
         capacity = len(data) + 8
         buf = (C.llama_token * capacity)()
@@ -271,6 +358,11 @@ class Context:
         """Drop positions [start, end) of a sequence (-1: open bound)."""
         return bool(C.llama_memory_seq_rm(self.memory, seq, start, end))
 
+    def logits_at(self, index: int) -> np.ndarray:
+        """A copy of the logits at batch index `index` of the last decode."""
+        ptr = C.llama_get_logits_ith(self.ptr, index)
+        return np.ctypeslib.as_array(ptr, shape=(self.model.n_vocab,)).copy()
+
     def logits(self, n_outputs: int) -> np.ndarray:
         """The logits of the last decode's outputs (the tokens added with logits), in batch
         order: an (n_outputs, n_vocab) float32 copy."""
@@ -326,17 +418,76 @@ class Batch:
             self.raw = None
 
 
+# llama.cpp parses a grammar recursively (about 440 bytes of stack per nested group). Grammars
+# are compiled on a thread with this much stack, whatever the platform gives threads by default
+# (8 MiB on glibc, 128 KiB on musl), so the nesting limit in grammar.py keeps its margin.
+GRAMMAR_COMPILE_STACK_BYTES = 8 * 1024 * 1024
+_stack_size_lock = threading.Lock()
+_TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
+assert _TOKEN_DATA.itemsize == ctypes.sizeof(C.llama_token_data)
+
+
+def parses_unbounded(model: Model, grammar: str) -> bool:
+    """Whether llama.cpp's own parser takes `grammar`, without vibe-edge's bounds (check_gbnf)
+    and on the calling thread's stack: for measuring those bounds (bench/grammar_limits.py),
+    never for requests. A deep enough grammar overflows the stack and kills the process."""
+    init_backend()
+    sampler = C.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
+    if sampler:
+        C.llama_sampler_free(sampler)
+    return bool(sampler)
+
+
+def compile_grammar(model: Model, grammar: str) -> ctypes.c_void_p:
+    """A llama.cpp grammar sampler for GBNF text (root rule "root"), or InvalidRequest.
+
+    The text is bounded first (check_gbnf), then parsed on a thread of known stack size; the
+    calling thread (a server worker, never the scheduler) waits for it."""
+    check_gbnf(grammar)
+    result: list[object] = []
+
+    def compile_() -> None:
+        try:
+            result.append(C.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root"))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            result.append(exc)
+
+    _recent_errors.clear()
+    with _stack_size_lock:
+        previous = threading.stack_size(GRAMMAR_COMPILE_STACK_BYTES)
+        try:
+            thread = threading.Thread(target=compile_, name="vibe-edge-grammar", daemon=True)
+            thread.start()
+        finally:
+            threading.stack_size(previous)
+    thread.join()
+    outcome = result[0] if result else None
+    if isinstance(outcome, BaseException):
+        raise outcome
+    if not outcome:
+        raise InvalidRequest("the grammar could not be parsed: "
+                             + ("; ".join(_recent_errors) or "invalid GBNF"), param="response_format")
+    return outcome  # type: ignore[return-value]
+
+
 class Sampler:
     """A per-request llama.cpp sampler chain built from SamplingParams.
 
-    Order as in llama.cpp's common sampler: logit bias, penalties, grammar, then the
-    truncation filters, temperature and the final draw (or greedy).
+    Order as in llama.cpp's common sampler: logit bias, penalties, then the truncation filters,
+    temperature and the final draw (or greedy). A grammar is kept out of the chain and checked
+    first against the one token the chain drew (as llama-server does): checking all 49k-152k
+    tokens of the vocabulary against a grammar costs 20-400 ms per token, on the scheduler
+    thread every other slot waits for, while one token costs microseconds. Only when the drawn
+    token breaks the grammar is the vocabulary filtered and the token drawn again, which gives
+    exactly the grammar-constrained distribution (p(t) + (1 - Z) p(t) / Z = p(t) / Z).
     """
 
     def __init__(self, model: Model, params: SamplingParams, seed: int):
         chain_params = C.llama_sampler_chain_default_params()
         chain_params.no_perf = True
         self.ptr = C.llama_sampler_chain_init(chain_params)
+        self.grammar = None
+        self.n_vocab = model.n_vocab
         self._keep: list[object] = []  # ctypes buffers the chain points into
         add = lambda s: C.llama_sampler_chain_add(self.ptr, s)  # noqa: E731
 
@@ -357,14 +508,15 @@ class Sampler:
             add(C.llama_sampler_init_penalties(model.n_vocab, last_n, params.repeat_penalty,
                                                params.frequency_penalty, params.presence_penalty))
         if params.grammar:
-            _recent_errors.clear()
-            grammar = C.llama_sampler_init_grammar(model.vocab, params.grammar.encode(), b"root")
-            if not grammar:
+            try:
+                self.grammar = compile_grammar(model, params.grammar)
+            except BaseException:
                 self.close()
-                raise InvalidRequest("the grammar could not be parsed: "
-                                     + ("; ".join(_recent_errors) or "invalid GBNF"),
-                                     param="response_format")
-            add(grammar)
+                raise
+            self._candidates = np.zeros(model.n_vocab, dtype=_TOKEN_DATA)
+            self._ids = np.arange(model.n_vocab, dtype="<i4")
+            self._one = (C.llama_token_data * 1)()
+            self._held: np.ndarray | None = None
         if params.greedy:
             add(C.llama_sampler_init_greedy())
         else:
@@ -379,14 +531,65 @@ class Sampler:
 
     def sample(self, ctx: Context, index: int) -> int:
         """Draw from the logits at batch index `index` (and accept the token)."""
-        return int(C.llama_sampler_sample(self.ptr, ctx.ptr, index))
+        token = self.sample_fast(ctx, index)
+        return token if token is not None else self.sample_slow()
+
+    def sample_fast(self, ctx: Context, index: int) -> int | None:
+        """Draw a token, or None when the grammar refused the drawn one: then sample_slow()
+        filters the vocabulary and draws again, from a copy of these logits, so it may run on
+        another thread while the context goes on decoding the other slots."""
+        if self.grammar is None:
+            return int(C.llama_sampler_sample(self.ptr, ctx.ptr, index))
+        logits = np.ctypeslib.as_array(C.llama_get_logits_ith(ctx.ptr, index), shape=(self.n_vocab,))
+        token = self._draw(logits, constrained=False)
+        if self._allowed(token):
+            self._accept(token)
+            return token
+        self._held = np.array(logits)  # the context's buffer is overwritten by the next decode
+        return None
+
+    def sample_slow(self) -> int:
+        token = self._draw(self._held, constrained=True)
+        self._held = None
+        self._accept(token)
+        return token
+
+    def _accept(self, token: int) -> None:
+        C.llama_sampler_accept(self.grammar, token)
+        C.llama_sampler_accept(self.ptr, token)
+
+    def _draw(self, logits: np.ndarray, *, constrained: bool) -> int:
+        cand = self._candidates
+        cand["id"] = self._ids
+        cand["logit"] = logits
+        cand["p"] = 0.0
+        data = cand.ctypes.data_as(ctypes.POINTER(C.llama_token_data))
+        arr = C.llama_token_data_array(data, self.n_vocab, -1, False)
+        if constrained:
+            C.llama_sampler_apply(self.grammar, ctypes.byref(arr))
+        C.llama_sampler_apply(self.ptr, ctypes.byref(arr))
+        if not 0 <= arr.selected < arr.size:
+            raise RuntimeError("the sampler chain selected no token")
+        return int(arr.data[arr.selected].id)
+
+    def _allowed(self, token: int) -> bool:
+        one = self._one
+        one[0].id, one[0].logit, one[0].p = token, 1.0, 0.0
+        arr = C.llama_token_data_array(one, 1, -1, False)
+        C.llama_sampler_apply(self.grammar, ctypes.byref(arr))
+        return one[0].logit != float("-inf")
 
     def accept(self, tokens: Iterable[int]) -> None:
         """Tell the chain about tokens it did not draw (penalty history, grammar state)."""
         for token in tokens:
             C.llama_sampler_accept(self.ptr, token)
+            if self.grammar is not None:
+                C.llama_sampler_accept(self.grammar, token)
 
     def close(self) -> None:
         if self.ptr:
             C.llama_sampler_free(self.ptr)
             self.ptr = None
+        if self.grammar:
+            C.llama_sampler_free(self.grammar)
+            self.grammar = None

@@ -10,7 +10,8 @@ What a backend offers:
 
 - a reusable batch (`new_batch`): tokens of several sequences at explicit positions, each with
   or without logits, decoded in one call (`decode`);
-- `sample(sampler, index)`: a token drawn from the logits at one batch index;
+- `sample(sampler, index)`: a token drawn from the logits at one batch index, or None when the
+  draw is slow (a grammar) and the sampler finishes it (`sample_slow`) off the scheduler thread;
 - per-sequence KV edits: `remove` drops a range of positions, `copy` shares one sequence's
   cells with another;
 - the vocabulary facts the text path needs (`piece`, `is_eog`).
@@ -50,6 +51,10 @@ class BatchLike(Protocol):
 class TokenSampler(Protocol):
     """One request's sampler chain, as the scheduler holds it (the backend draws with it)."""
 
+    def sample_slow(self) -> int:
+        """Finish a draw the backend's sample() left undone (it returned None): on a copy of the
+        logits, so it may run on another thread while the context decodes other slots."""
+
     def accept(self, tokens: Iterable[int]) -> None:
         """Tell the chain about tokens it did not draw (penalty history, grammar state)."""
 
@@ -66,8 +71,11 @@ class DecodeBackend(Protocol):
         """Evaluate the batch: 0 on success, else llama_decode's status (1: no KV room,
         2: aborted, < 0: error); on failure nothing of the batch is in the KV."""
 
-    def sample(self, sampler: TokenSampler, index: int) -> int:
-        """Draw the next token from the logits at batch index `index` (the sampler accepts it)."""
+    def sample(self, sampler: TokenSampler, index: int) -> int | None:
+        """Draw the next token from the logits at batch index `index` (the sampler accepts it),
+        or None when the draw is slow (a grammar refused the token the chain drew: the whole
+        vocabulary must be filtered) and sampler.sample_slow() must finish it, which the
+        scheduler runs off its thread."""
 
     def remove(self, seq: int, start: int = -1, end: int = -1) -> None:
         """Drop positions [start, end) of a sequence from the KV (-1: open bound)."""
@@ -95,8 +103,8 @@ class LlamaBackend:
     def decode(self, batch: Batch) -> int:  # type: ignore[override]
         return self.ctx.decode(batch)
 
-    def sample(self, sampler: Sampler, index: int) -> int:  # type: ignore[override]
-        return sampler.sample(self.ctx, index)
+    def sample(self, sampler: Sampler, index: int) -> int | None:  # type: ignore[override]
+        return sampler.sample_fast(self.ctx, index)
 
     def remove(self, seq: int, start: int = -1, end: int = -1) -> None:
         self.ctx.seq_remove(seq, start, end)

@@ -10,6 +10,8 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -53,6 +55,14 @@ from vibe_edge.types import (
 )
 
 log = logging.getLogger("vibe_edge.engine")
+
+# Prompt bounds checked before any rendering or tokenizing (400 past them), so a hostile request
+# costs bounded time. Both only refuse what could never fit a slot: a chat message takes at
+# least this many tokens in any chat template (a role marker and an end marker)...
+MIN_TOKENS_PER_MESSAGE = 2
+# ...and no token stands for more text than the vocabulary's longest token (read from the GGUF;
+# this is used when the file does not list its tokens).
+FALLBACK_MAX_TOKEN_BYTES = 256
 
 
 @dataclass(frozen=True)
@@ -133,10 +143,11 @@ class Engine:
             prefill_chunk_busy=config.prefill_chunk_busy, queue_size=config.queue_size,
             close_tokens=model.tokenize(THINK_CLOSE_TEXT, add_special=False, parse_special=True))
         self._scheduler.start()
-        self._closed = False
-        # submit() reads the model (template, tokenizer, sampler) outside the scheduler thread:
-        # close() takes this lock so it never frees the model under a submit in flight.
-        self._lifecycle = threading.Lock()
+        self.max_messages = max(1, config.ctx_per_slot // MIN_TOKENS_PER_MESSAGE)
+        self.max_prompt_chars = config.ctx_per_slot * (facts.max_token_bytes or FALLBACK_MAX_TOKEN_BYTES)
+        # submit() reads the model (template, tokenizer, grammar compile) outside the scheduler
+        # thread, concurrently with other submits: close() waits for them before freeing it.
+        self._submits = _InFlight()
 
     def _warm_up(self) -> None:
         """One tiny decode so the first user does not pay for lazy allocations and page-ins."""
@@ -174,10 +185,29 @@ class Engine:
         """Queue a request. Raises InvalidRequest, ContextLengthExceeded, EngineBusy or
         EngineClosed at once; otherwise returns a handle that streams its events."""
         request.validate()
-        with self._lifecycle:
-            if self._closed:
-                raise EngineClosed("the engine is closed", hint="open a new engine")
+        self._check_size(request)
+        with self._submits.enter():
             return self._submit(request)
+
+    def _check_size(self, request: GenerationRequest) -> None:
+        """Refuse, before any work, a prompt that cannot fit a slot however it tokenizes."""
+        ctx = self.config.ctx_per_slot
+        if request.messages is not None:
+            if len(request.messages) > self.max_messages:
+                raise ContextLengthExceeded(
+                    f"the conversation has {len(request.messages):,} messages; a slot of {ctx} "
+                    f"tokens holds at most {self.max_messages:,} (each takes at least "
+                    f"{MIN_TOKENS_PER_MESSAGE} tokens)",
+                    hint="send fewer messages (drop or summarise old turns)", param="messages")
+            chars = sum(_content_chars(m) for m in request.messages)
+        else:
+            chars = len(request.prompt or "")
+        if chars > self.max_prompt_chars:
+            raise ContextLengthExceeded(
+                f"the prompt is {chars:,} characters; a slot of {ctx} tokens holds at most "
+                f"{self.max_prompt_chars:,} characters of this model's text, so it cannot fit",
+                hint="shorten the prompt, or start with a larger context per slot (--ctx)",
+                param="messages" if request.messages is not None else "prompt")
 
     def _submit(self, request: GenerationRequest) -> RequestHandle:
         prompt = self.render(request)
@@ -266,16 +296,17 @@ class Engine:
 
     def close(self, grace_s: float = 0.0) -> None:
         """Stop taking requests; let running ones finish for up to grace_s, cancel the rest."""
-        with self._lifecycle:
-            if self._closed:
-                return
-            self._closed = True
-            self._scheduler.stop_accepting()
+        if not self._submits.close():
+            return
+        self._scheduler.stop_accepting()
         deadline = time.monotonic() + grace_s
         while grace_s > 0 and not self._scheduler.idle() and time.monotonic() < deadline:
             time.sleep(0.05)
         self._scheduler.cancel_all()
         self._scheduler.shutdown()
+        # A submit still tokenizing (bounded by the prompt limits) is refused when it reaches
+        # the scheduler; the model may only be freed once it has let go of it.
+        self._submits.wait_idle()
         self._scheduler.batch.close()
         self._ctx.close()
         self._model.close()
@@ -285,6 +316,54 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _InFlight:
+    """Counts submits in progress. Submits never wait for each other (one slow tokenize or
+    grammar compile holds up nobody); close() refuses new ones, then waits for the count to
+    reach zero before the model is freed."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._count = 0
+        self.closed = False
+
+    @contextmanager
+    def enter(self) -> Iterator[None]:
+        with self._cond:
+            if self.closed:
+                raise EngineClosed("the engine is closed", hint="open a new engine")
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._count -= 1
+                if self._count == 0:
+                    self._cond.notify_all()
+
+    def close(self) -> bool:
+        """Refuse new submits; False when already closed."""
+        with self._cond:
+            if self.closed:
+                return False
+            self.closed = True
+            return True
+
+    def wait_idle(self) -> None:
+        with self._cond:
+            while self._count:
+                self._cond.wait()
+
+
+def _content_chars(message: object) -> int:
+    content = message.get("content") if isinstance(message, dict) else None
+    if isinstance(content, str):
+        return len(content)
+    if isinstance(content, list):
+        return sum(len(p.get("text", "")) for p in content
+                   if isinstance(p, dict) and isinstance(p.get("text", ""), str))
+    return 0
 
 
 def _last_user_text(request: GenerationRequest) -> str:

@@ -6,6 +6,7 @@ Everything a Job holds is touched only by the scheduler thread once the job is s
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from vibe_edge.engine.backend import DecodeBackend, TokenSampler
@@ -63,8 +64,10 @@ class Job:
     answer_tokens: int = 0
     reasoning_end: ReasoningEnd | None = None
     stop_hit: bool = False  # a stop string ended the answer: nothing after it is shown
+    drawing: Future | None = None  # a slow grammar draw in flight (see Scheduler._start_draw)
 
     def __post_init__(self) -> None:
+        self._slow: TokenSampler | None = None
         self.thinking_budget = effective_thinking_budget(self.request.reasoning.thinking_budget,
                                                          self.max_new_tokens)
         self.parser = ReasoningParser(start_in_reasoning=self.start_in_reasoning)
@@ -80,19 +83,42 @@ class Job:
         return self.request.request_id
 
     # -- sampling -------------------------------------------------------------------------------
-    def sample(self, backend: DecodeBackend, index: int) -> int:
-        """Draw the next token from the logits at batch index `index`."""
+    def sample(self, backend: DecodeBackend, index: int) -> int | None:
+        """Draw the next token from the logits at batch index `index`; None when a grammar
+        refused the drawn token and draw_slow() must finish the draw (off the scheduler
+        thread: filtering a whole vocabulary through a grammar is slow)."""
         grammar = self.answer_sampler
         if grammar is None:
-            return backend.sample(self.sampler, index)
-        if self.n_generated == 0 and not self.start_in_reasoning:
-            # Will the model open a think block? Ask the free sampler; if it does not, the
-            # answer starts right here and this first token must obey the grammar too.
+            chosen = self.sampler
+        elif self.n_generated == 0 and not self.start_in_reasoning:
+            # Will the model open a think block? Ask the free sampler (it has no grammar, so it
+            # always draws at once); if it does not, the answer starts right here and this first
+            # token must obey the grammar too.
             token = backend.sample(self.sampler, index)
-            return token if token == self.think_open else backend.sample(grammar, index)
-        return backend.sample(self.sampler if self.parser.in_reasoning else grammar, index)
+            if token == self.think_open:
+                return token
+            chosen = grammar
+        else:
+            chosen = self.sampler if self.parser.in_reasoning else grammar
+        token = backend.sample(chosen, index)
+        if token is None:
+            self._slow = chosen
+        return token
+
+    def draw_slow(self) -> int:
+        sampler, self._slow = self._slow, None
+        assert sampler is not None
+        return sampler.sample_slow()
 
     def close_samplers(self) -> None:
+        drawing = self.drawing
+        if drawing is not None and not drawing.done():
+            # A slow draw still uses the samplers on another thread: free them after it.
+            drawing.add_done_callback(lambda _f: self._free_samplers())
+            return
+        self._free_samplers()
+
+    def _free_samplers(self) -> None:
         self.sampler.close()
         if self.answer_sampler is not None:
             self.answer_sampler.close()

@@ -19,6 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from vibe_edge.engine.backend import DecodeBackend
@@ -62,6 +63,12 @@ class Scheduler:
         self.close_tokens = list(close_tokens)
 
         self._queue: deque[Job] = deque()
+        # Slow grammar draws (a whole vocabulary through a grammar: 20 ms to seconds) run here,
+        # not on this thread, so the other slots keep decoding; the slot waits, out of the
+        # batch, until its token is drawn.
+        self._draws = ThreadPoolExecutor(max_workers=max(1, min(2, len(self.slots))),
+                                         thread_name_prefix="vibe-edge-grammar-draw")
+        self._drawn: deque[tuple[Slot, Job, Future]] = deque()
         self._cond = threading.Condition()
         self._accepting = True
         self._running = True
@@ -77,7 +84,10 @@ class Scheduler:
             if not self._accepting:
                 raise EngineClosed("the engine is shutting down and takes no new requests",
                                    hint="retry against a running server")
-            if len(self._queue) >= self.queue_size:
+            # Capacity is slots + queue: jobs waiting for a slot that is free right now (the
+            # scheduler has not picked them up yet) do not count against the queue.
+            free = sum(1 for slot in self.slots if slot.job is None)
+            if len(self._queue) >= self.queue_size + free:
                 raise EngineBusy(
                     f"all {len(self.slots)} slots are busy and {len(self._queue)} requests are "
                     "already waiting",
@@ -125,6 +135,7 @@ class Scheduler:
             self._running = False
             self._cond.notify()
         self._thread.join(timeout)
+        self._draws.shutdown(wait=True)  # no draw may touch the model once the engine frees it
 
     # -- the loop -------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -153,10 +164,12 @@ class Scheduler:
     def step(self) -> None:
         """One scheduling step: admit, reap, build one batch, decode it, sample. The thread's
         loop calls it; the policy tests drive it directly on a fake backend."""
+        self._collect_draws()
         self._admit()
         self._reap()
         feeds = self._build_batch()
         if not feeds:
+            self._wait_for_draws()
             return
         status = self.backend.decode(self.batch)
         self.steps += 1
@@ -172,13 +185,51 @@ class Scheduler:
                 if slot.job.prefill_done_at is None:
                     slot.job.prefill_done_at = now
                 token = slot.job.sample(self.backend, logits_index)
-                self._on_token(slot, token)
+                if token is None:
+                    self._start_draw(slot, slot.job)
+                else:
+                    self._on_token(slot, token)
+
+    # -- slow grammar draws -----------------------------------------------------------------------
+    def _start_draw(self, slot: Slot, job: Job) -> None:
+        def drawn(future: Future) -> None:
+            with self._cond:
+                self._drawn.append((slot, job, future))
+                self._cond.notify()
+
+        job.drawing = self._draws.submit(job.draw_slow)
+        job.drawing.add_done_callback(drawn)
+
+    def _collect_draws(self) -> None:
+        with self._cond:
+            drawn, self._drawn = self._drawn, deque()
+        for slot, job, future in drawn:
+            if slot.job is not job:
+                continue  # it ended meanwhile (cancelled, timed out); its samplers close after
+            try:
+                token = future.result()
+            except Exception as exc:  # noqa: BLE001 - fail this request, not the scheduler
+                log.exception("grammar sampling failed")
+                self._finish(slot, FinishReason.ERROR, error=f"grammar sampling failed: {exc}",
+                             clear_kv=True)
+                continue
+            self._on_token(slot, token)
+
+    def _wait_for_draws(self) -> None:
+        """Nothing to decode: the running slots wait for draws. Sleep until one is drawn (or
+        a cancel wakes us) instead of spinning."""
+        with self._cond:
+            if not self._drawn and any(
+                    s.job is not None and s.job.drawing is not None and not s.job.drawing.done()
+                    for s in self.slots):
+                self._cond.wait(IDLE_WAIT_S)
 
     def _admit(self) -> None:
         while True:
             # Taking a job and giving it its slot is one step under the lock: in between, the
             # engine would look idle, and reset_idle_cache (another thread) could clear the KV
-            # of a slot whose prefix this admission is about to reuse.
+            # of a slot whose prefix this admission is about to reuse; and submit's capacity
+            # check (free slots + queue) would count the job twice or not at all.
             with self._cond:
                 free = [s for s in self.slots if s.job is None]
                 if not free or not self._queue:

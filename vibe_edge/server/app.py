@@ -5,6 +5,7 @@
     GET  /v1/models             the one model served
     GET  /health                503 while loading or stopping, 200 when ready (no key needed)
     GET  /metrics               Prometheus text format
+    GET  /docs                  Swagger UI, from local files (server/docs.py)
 
 The app only assembles: each API is a router (server/openai/router.py, server/health.py) whose
 routes hand requests to serving objects kept in app.state; the engine does batching, caching,
@@ -18,12 +19,13 @@ from starlette.middleware.cors import CORSMiddleware
 
 from vibe_edge import __version__ as _version
 from vibe_edge.server.config import ServerConfig
+from vibe_edge.server.docs import add_offline_docs
 from vibe_edge.server.errors import install_error_handlers
 from vibe_edge.server.health import router as health_router
 from vibe_edge.server.host import ModelHost
 from vibe_edge.server.instance import InstanceHeaderMiddleware
 from vibe_edge.server.metrics import Metrics
-from vibe_edge.server.middleware import ApiKeyMiddleware, BodyLimitMiddleware
+from vibe_edge.server.middleware import ApiKeyMiddleware, BodyLimitMiddleware, BrowserGuardMiddleware
 from vibe_edge.server.openai.chat import OpenAIServingChat
 from vibe_edge.server.openai.completions import OpenAIServingCompletion
 from vibe_edge.server.openai.models import OpenAIServingModels
@@ -36,7 +38,8 @@ def create_app(config: ServerConfig | None = None, host: ModelHost | None = None
     host = host or ModelHost()
     metrics = Metrics(host.status, lambda: host.ready)
 
-    app = FastAPI(title="vibe-edge", version=_version,
+    # FastAPI's /docs and /redoc load their scripts from a CDN: /docs is served offline instead.
+    app = FastAPI(title="vibe-edge", version=_version, docs_url=None, redoc_url=None,
                   description="OpenAI-compatible API for VibeThinker-1.5B on llama.cpp")
     app.state.host = host
     app.state.config = config
@@ -59,6 +62,10 @@ def create_app(config: ServerConfig | None = None, host: ModelHost | None = None
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins),
                            allow_methods=["GET", "POST", "OPTIONS"],
                            allow_headers=["Authorization", "Content-Type"])
+    app.add_middleware(BrowserGuardMiddleware, allowed_hosts=config.allowed_hosts,
+                       cors_origins=config.cors_origins, check_host=not config.api_keys,
+                       on_reject=on_reject)
+    add_offline_docs(app)
     if config.instance:  # outermost: every response names its instance, refusals included
         app.add_middleware(InstanceHeaderMiddleware, name=config.instance)
 

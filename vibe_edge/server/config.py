@@ -28,6 +28,8 @@ class ServerConfig:
 
     api_keys: accepted bearer keys; empty means no authentication (loopback or socket only).
     cors_origins: allowed browser origins; empty turns CORS off.
+    allowed_hosts: Host header names a keyless TCP server answers to besides loopback ones
+    (127.0.0.0/8, ::1, localhost); every other Host is refused (DNS rebinding).
     default_preset: the preset whose sampling values and limits fill what a request leaves out
     (its system prompt and suffix apply when a request names a preset, or to every chat request
     when apply_preset_prompts is set - `serve` sets it when the preset was chosen explicitly).
@@ -41,6 +43,7 @@ class ServerConfig:
 
     api_keys: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     keepalive_s: float = DEFAULT_KEEPALIVE_S
     grace_s: float = DEFAULT_GRACE_S
@@ -65,7 +68,7 @@ class ServerConfig:
                    apply_preset_prompts="preset" in settings.sources,
                    thinking_budget=settings.thinking_budget, loop_guard=settings.loop_guard,
                    request_timeout_s=settings.request_timeout_s, max_tokens=settings.max_tokens,
-                   model_id=model_id, instance=settings.instance)
+                   model_id=model_id, instance=settings.instance, allowed_hosts=settings.allowed_hosts)
 
     def __post_init__(self) -> None:
         keys = tuple(self.api_keys)
@@ -78,6 +81,7 @@ class ServerConfig:
                                     hint="check the key file: one key per line")
         object.__setattr__(self, "api_keys", keys)
         object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
+        object.__setattr__(self, "allowed_hosts", tuple(h.strip().lower() for h in self.allowed_hosts))
         if self.max_body_bytes < MIN_MAX_BODY_BYTES:
             raise SettingsError(f"the request body limit must be at least {MIN_MAX_BODY_BYTES} bytes, "
                                 f"got {self.max_body_bytes}")

@@ -133,6 +133,12 @@ class ModelHost:
                 log.exception("closing the engine failed")
         self.state = "stopped"
 
+    def wait_closed(self, timeout: float | None = None) -> None:
+        """Block until the shutdown begun by begin_shutdown has closed the engine."""
+        closing = self._closing
+        if closing is not None:
+            closing.join(timeout)
+
     def finish_shutdown(self, timeout: float | None = None) -> None:
         self.begin_shutdown(0.0)
         assert self._closing is not None

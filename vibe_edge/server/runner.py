@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import json
 import logging
 import os
 import socket
@@ -28,7 +29,9 @@ import uvicorn
 from vibe_edge.errors import SettingsError, VibeEdgeError
 from vibe_edge.server.app import create_app
 from vibe_edge.server.config import ServerConfig, is_loopback_host
+from vibe_edge.server.errors import error_body
 from vibe_edge.server.host import ModelHost
+from vibe_edge.server.middleware import LastResortMiddleware
 from vibe_edge.types import EngineAPI
 
 log = logging.getLogger("vibe_edge.server")
@@ -163,27 +166,40 @@ def remove_own_socket(path: Path, ident: tuple[int, int, int]) -> None:
 
 
 class _Uvicorn(uvicorn.Server):
-    """uvicorn with our shutdown: the first signal starts a graceful stop (engine drains for the
-    grace period, then cancels), a second one forces exit; the signal is not re-raised
-    afterwards, so the process exits 0."""
+    """uvicorn with our shutdown: the first signal starts a graceful stop, a second one forces
+    exit; the signal is not re-raised afterwards, so the process exits 0.
+
+    A graceful stop keeps listening while the engine drains (running requests finish for the
+    grace period, then are cancelled): new requests meanwhile get 503 with Retry-After, which a
+    load balancer understands as "try another instance", rather than a refused connection.
+    uvicorn is told to exit once the engine is closed."""
 
     def __init__(self, config: uvicorn.Config, host: ModelHost, grace_s: float):
         super().__init__(config)
         self.host = host
         self.grace_s = grace_s
         self.on_stop: Callable[[], None] | None = None
+        self._stopping = False
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:  # noqa: ARG002
-        if self.should_exit:
-            self.force_exit = True
+        if self._stopping:
+            self.should_exit = self.force_exit = True
             return
         self.request_stop()
 
     def request_stop(self) -> None:
-        if not self.should_exit and self.on_stop is not None:
+        if self._stopping:
+            return
+        self._stopping = True
+        if self.on_stop is not None:
             self.on_stop()
         self.host.begin_shutdown(self.grace_s)
-        self.should_exit = True
+
+        def exit_when_drained() -> None:
+            self.host.wait_closed()
+            self.should_exit = True
+
+        threading.Thread(target=exit_when_drained, name="vibe-edge-drain", daemon=True).start()
 
 
 def _named(config: ServerConfig, listener: Listener) -> ServerConfig:
@@ -194,8 +210,47 @@ def _named(config: ServerConfig, listener: Listener) -> ServerConfig:
     return dataclasses.replace(config, instance=listener.address)
 
 
-def _uvicorn_config(app, *, log_level: str, grace_s: float) -> uvicorn.Config:
-    return uvicorn.Config(app, log_level=log_level, access_log=log_level == "debug",
+def _protocol_class() -> type:
+    """uvicorn's HTTP protocol (httptools when installed, as uvicorn picks), with its own 400
+    for an unparsable request written as an OpenAI error instead of plain text."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
+    except ImportError:
+        from uvicorn.protocols.http.h11_impl import H11Protocol as base
+
+    def body(msg: str) -> bytes:
+        return json.dumps(error_body(f"invalid HTTP request: {msg}", type="invalid_request_error",
+                                     code="invalid_http_request")).encode()
+
+    if base.__name__ == "H11Protocol":
+        import h11
+
+        class JsonErrorsH11(base):  # type: ignore[misc, valid-type]
+            def send_400_response(self, msg: str) -> None:
+                payload = body(msg)
+                event = h11.Response(status_code=400, reason=b"Bad Request", headers=[
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()), (b"connection", b"close")])
+                for out in (event, h11.Data(data=payload), h11.EndOfMessage()):
+                    self.transport.write(self.conn.send(out))
+                self.transport.close()
+
+        return JsonErrorsH11
+
+    class JsonErrorsHttpTools(base):  # type: ignore[misc, valid-type]
+        def send_400_response(self, msg: str) -> None:
+            payload = body(msg)
+            self.transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+                                 b"content-length: " + str(len(payload)).encode() +
+                                 b"\r\nconnection: close\r\n\r\n" + payload)
+            self.transport.close()
+
+    return JsonErrorsHttpTools
+
+
+def _uvicorn_config(app, *, log_level: str, grace_s: float, retry_after_s: int) -> uvicorn.Config:
+    return uvicorn.Config(LastResortMiddleware(app, retry_after_s=retry_after_s), http=_protocol_class(),
+                          log_level=log_level, access_log=log_level == "debug",
                           timeout_graceful_shutdown=int(grace_s + SHUTDOWN_MARGIN_S),
                           lifespan="off", server_header=False, timeout_keep_alive=30)
 
@@ -212,7 +267,8 @@ def run_server(config: ServerConfig, loader: Callable[[], EngineAPI], *, host: s
     config = _named(config, listener)
     model_host = ModelHost(model_id=config.model_id)
     app = create_app(config, model_host)
-    server = _Uvicorn(_uvicorn_config(app, log_level=log_level, grace_s=config.grace_s),
+    server = _Uvicorn(_uvicorn_config(app, log_level=log_level, grace_s=config.grace_s,
+                                      retry_after_s=config.retry_after_s),
                       model_host, config.grace_s)
     failed: list[BaseException] = []
     notify(f"vibe-edge: listening on {listener.url}; loading the model (GET /health says 503 "
@@ -262,7 +318,8 @@ class BackgroundServer:
             self.host = ModelHost(model_id=self.config.model_id)
         self._loader = loader
         self.app = create_app(self.config, self.host)
-        self.server = _Uvicorn(_uvicorn_config(self.app, log_level=log_level, grace_s=self.config.grace_s),
+        self.server = _Uvicorn(_uvicorn_config(self.app, log_level=log_level, grace_s=self.config.grace_s,
+                                               retry_after_s=self.config.retry_after_s),
                                self.host, self.config.grace_s)
         self._thread = threading.Thread(target=self._run, name="vibe-edge-server", daemon=True)
 

@@ -39,7 +39,7 @@ from vibe_edge.tui.screens import (
     TextPromptScreen,
 )
 from vibe_edge.tui.session import ReplySession
-from vibe_edge.tui.store import ERROR, STREAMING, HistoryStore
+from vibe_edge.tui.store import ERROR, STREAMING, HistoryError, HistoryStore
 from vibe_edge.tui.widgets import (
     AssistantMessage,
     ChatView,
@@ -100,6 +100,10 @@ class ChatApp(App[None]):
         self._backend_ready = asyncio.Event()
         self._backend_error: str | None = None
         self._editing_message_id: int | None = None
+        # Set when the database fails under the app: nothing more is written, what the user
+        # typed stays on screen, and the app exits with status 1.
+        self.history_error: HistoryError | None = None
+        self.unsaved_text: str | None = None
 
     # -- layout ---------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -196,8 +200,11 @@ class ChatApp(App[None]):
 
     def _tick(self) -> None:
         reply = self.reply
-        if reply is not None and not reply.done:
-            reply.tick(self.save_interval)
+        if reply is not None and not reply.done and self.history_error is None:
+            try:
+                reply.tick(self.save_interval)
+            except HistoryError as exc:
+                self.run_worker(self._history_failed(exc), group="history-error")
             self._update_status()
 
     # -- conversations --------------------------------------------------------------------------
@@ -266,14 +273,57 @@ class ChatApp(App[None]):
         text = event.text.strip()
         if not text:
             return
+        if self.history_error is not None:
+            self.notify("The chat history cannot be written, so nothing can be sent; your text "
+                        "stays in the box. Copy it, then quit (Ctrl+Q).", severity="error")
+            return
         if self._busy("send"):
             return
-        if self._editing_message_id is not None and self.conversation_id is not None:
-            self.store.delete_messages_from(self.conversation_id, self._editing_message_id)
-            await self.open_conversation(self.conversation_id, follow_preset=False)  # a redraw
-        self._cancel_edit()
-        self.query_one(PromptInput).clear()
-        await self.send(text)
+        try:
+            if self._editing_message_id is not None and self.conversation_id is not None:
+                self.store.delete_messages_from(self.conversation_id, self._editing_message_id)
+                await self.open_conversation(self.conversation_id, follow_preset=False)  # a redraw
+            self._cancel_edit()
+            self.query_one(PromptInput).clear()
+            await self.send(text)
+        except HistoryError as exc:
+            await self._history_failed(exc, unsaved=text)
+
+    async def _history_failed(self, exc: HistoryError, *, unsaved: str | None = None) -> None:
+        """The database failed under us: say so, keep the unsaved text on screen, stop writing,
+        and make the exit status 1."""
+        first = self.history_error is None
+        self.history_error = exc
+        reply = self.reply
+        if reply is not None and not reply.done:
+            reply.done = reply.shown = True
+            if reply.stream is not None:
+                reply.stream.cancel()
+            if self._worker is not None:
+                self._worker.cancel()
+        if unsaved:
+            self.unsaved_text = unsaved
+            prompt = self.query_one(PromptInput)
+            if not prompt.text.strip():
+                prompt.text = unsaved
+                prompt.move_cursor(prompt.document.end)
+            prompt.focus()
+        if first:
+            what = ("Your message was not saved: it is still in the box below. " if unsaved else "")
+            await self.query_one(ChatView).mount(Static(Text(
+                f"The chat history failed: {exc.message}. {what}Nothing more will be saved. "
+                f"{exc.hint or ''} Quit with {_pretty(self._keys['quit'])}.".strip()),
+                id="history-error"))
+            self.notify(exc.message, title="Chat history failed", severity="error", timeout=600)
+        self._update_status()
+
+    def _handle_exception(self, error: Exception) -> None:
+        # A history failure in any handler not guarded above: the same clear handling, not a
+        # traceback (Textual's default for an unhandled exception is to crash the app).
+        if isinstance(error, HistoryError):
+            self.run_worker(self._history_failed(error), group="history-error")
+            return
+        super()._handle_exception(error)
 
     async def send(self, text: str) -> None:
         """Save the prompt, show it, and start the reply."""
@@ -293,10 +343,14 @@ class ChatApp(App[None]):
     async def _start_reply(self) -> None:
         assert self.conversation_id is not None
         conv_id = self.conversation_id
-        turns = [(m.role, m.content) for m in self.store.messages(conv_id)
-                 if m.role in ("user", "assistant") and not (m.role == "assistant" and m.status == ERROR)]
-        message = self.store.add_message(conv_id, "assistant", "", status=STREAMING)
-        self.store.update_conversation(conv_id, model=self.backend.model_name, preset=self.options.preset)
+        try:
+            turns = [(m.role, m.content) for m in self.store.messages(conv_id)
+                     if m.role in ("user", "assistant") and not (m.role == "assistant" and m.status == ERROR)]
+            message = self.store.add_message(conv_id, "assistant", "", status=STREAMING)
+            self.store.update_conversation(conv_id, model=self.backend.model_name, preset=self.options.preset)
+        except HistoryError as exc:
+            await self._history_failed(exc)
+            return
         view = AssistantMessage(model=self.backend.model_name, message_id=message.id)
         chat = self.query_one(ChatView)
         await chat.mount(view)
@@ -329,8 +383,13 @@ class ChatApp(App[None]):
         except asyncio.CancelledError:
             reply.stop()
             raise
+        except HistoryError as exc:
+            await self._history_failed(exc)
         except Exception as exc:
-            await reply.finish(ERROR, error=f"{type(exc).__name__}: {exc}")
+            try:
+                await reply.finish(ERROR, error=f"{type(exc).__name__}: {exc}")
+            except HistoryError as failure:
+                await self._history_failed(failure)
 
     def _reply_ended(self, reply: ReplySession, stopped: bool) -> None:
         self._update_status()
@@ -555,12 +614,18 @@ class ChatApp(App[None]):
 
     async def action_quit(self) -> None:
         if self.reply is not None and not self.reply.done:
-            self.action_stop()
-        self.exit()
+            try:
+                self.action_stop()
+            except HistoryError as exc:
+                await self._history_failed(exc)
+        self.exit(return_code=1 if self.history_error is not None else 0)
 
     async def on_unmount(self) -> None:
         if self.reply is not None and not self.reply.done:
-            self.reply.stop()
+            try:
+                self.reply.stop()
+            except HistoryError as exc:
+                self.history_error = self.history_error or exc
         try:
             await self.backend.aclose()
         finally:

@@ -16,6 +16,7 @@ the file is left exactly as it was.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -136,15 +137,44 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2)
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
+class _Guarded:
+    """The open connection, with every failure after opening (a file truncated or replaced
+    under us, a full disk, an I/O error) raised as HistoryError saying what happened."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path):
+        self.raw = db
+        self.path = path
+
+    def execute(self, sql: str, args: Any = ()) -> sqlite3.Cursor:
+        try:
+            return self.raw.execute(sql, args)
+        except sqlite3.Error as exc:
+            raise _write_failed(self.path, exc) from exc
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def _write_failed(path: Path, exc: sqlite3.Error) -> HistoryError:
+    hint = ("the disk is full: free some space, then restart the chat" if "full" in str(exc).lower()
+            else "the disk may be full, or the file was changed or damaged while the chat had it "
+                 "open: free some space, or move the file away (keep it for recovery) and "
+                 "restart, or use another file with --history")
+    return HistoryError(f"the chat history {path} cannot be used any more ({exc})", hint=hint)
+
+
 class HistoryStore:
-    """One SQLite file of conversations. Use from one thread (the app's event loop)."""
+    """One SQLite file of conversations. Use from one thread (the app's event loop).
+
+    Every method raises HistoryError when the database fails under it (the app keeps what the
+    user typed on screen and exits non-zero)."""
 
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time,
                  stale_after_s: float = STALE_AFTER_S):
         self.path = Path(path).expanduser()
         self._clock = clock
         self.stale_after_s = stale_after_s
-        self._db = self._open()
+        self._db = _Guarded(self._open(), self.path)
 
     # -- opening ----------------------------------------------------------------------------------
     def _open(self) -> sqlite3.Connection:
@@ -279,7 +309,9 @@ class HistoryStore:
             self._db.execute("UPDATE conversations SET updated_at=? WHERE id=?", (now, conversation_id))
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.raw.in_transaction:  # SQLite may have rolled back itself (I/O error)
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.raw.execute("ROLLBACK")
             raise
         return StoredMessage(int(cur.lastrowid), conversation_id, role, content, reasoning, status,
                              created_at=now, updated_at=now)

@@ -251,6 +251,12 @@ def refuse_unsupported(body: GenerationBody) -> None:
     if body.n not in (None, 1):
         raise InvalidRequest("n > 1 is not supported: send separate requests (they run in "
                              "parallel on the engine's slots)", param="n")
+    if (body.model_extra or {}).get("grammar") is not None:
+        # llama-server and llama-cpp-python take raw GBNF here; this server does not (a grammar
+        # is code for llama.cpp's parser), and ignoring it would silently change the answer.
+        raise InvalidRequest("a raw grammar is not accepted; ask for JSON with response_format "
+                             '{"type": "json_schema", "json_schema": {"schema": {...}}}',
+                             param="grammar")
     if body.logprobs not in (None, False, 0):
         raise InvalidRequest("logprobs are not supported by this server", param="logprobs")
     if isinstance(body, ChatCompletionRequest):
@@ -266,13 +272,19 @@ def refuse_unsupported(body: GenerationBody) -> None:
             raise InvalidRequest("suffix (fill-in-the-middle) is not supported", param="suffix")
 
 
+MAX_TOKEN_ID_DIGITS = 10  # 2**31 - 1 has ten digits
+
+
 def _logit_bias(bias: dict[str, float] | None) -> dict[int, float]:
     """OpenAI's logit_bias has token ids as JSON object keys, i.e. strings."""
     out: dict[int, float] = {}
     for key, value in (bias or {}).items():
         text = key.strip()
-        if not (text.isascii() and text.isdigit()):
-            raise InvalidRequest(f"logit_bias keys must be token ids (integers >= 0), got {key!r}",
+        # Token ids are below 2**31; a longer digit string is refused before int() (which
+        # rejects 4,300+ digits with a ValueError, and is slow on long ones anyway).
+        if not (text.isascii() and text.isdigit()) or len(text) > MAX_TOKEN_ID_DIGITS:
+            shown = key if len(key) <= 40 else key[:40] + "..."
+            raise InvalidRequest(f"logit_bias keys must be token ids (integers >= 0), got {shown!r}",
                                  param="logit_bias")
         token = int(text)
         if not -100.0 <= value <= 100.0:
