@@ -50,6 +50,7 @@ def test_eval_runs_grades_and_records_every_sample(tmp_path):
                 "--out", str(out), "--resume", "--json")
     assert more.returncode == 0, more.stderr
     assert json.loads(more.stdout)["sections"][0]["problems"] == 5
+    assert json.loads(more.stdout)["interrupted"] is False
     samples = [r for r in records(out) if r["type"] == "sample"]
     assert sorted(r["id"] for r in samples) == [f"gsm8k-test-{i}" for i in range(5)]
     assert [r["type"] for r in records(out)].count("run") == 2
@@ -171,5 +172,7 @@ def test_a_users_own_set(tmp_path):
     path.write_text(json.dumps({"problem": "What is 2+2?", "answer": "4"}) + "\n")
     done = vibe("eval", "--task", f"jsonl:{path}", "--max-tokens", "8", *DEMO, "--json")
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["sections"][0]["task"] == "jsonl:mine.jsonl"
+    report = json.loads(done.stdout)
+    assert report["sections"][0]["task"] == "jsonl:mine.jsonl"
+    assert report["interrupted"] is False and report["wall_s"] > 0
     assert not os.path.exists(tmp_path / "results.jsonl")  # nothing written without --out

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -164,6 +165,7 @@ def eval_command(
             run = EvalRun(task=chosen_task, plan=plan, items=items, writer=writer, sandbox=limits)
             display = _ProgressDisplay()
             interrupted = False
+            started = time.monotonic()
             try:
                 progress = run_eval(engine, run, on_progress=display.update,
                                     header_extra={"limit": limit, "shuffle": shuffle, "samples": samples,
@@ -181,9 +183,9 @@ def eval_command(
             summary = summarize([s for s in results.samples if (s.get("task"), str(s.get("id")),
                                  s.get("thinking_budget"), int(s.get("sample", 0))) in wanted],
                                 results.runs, results.ends)
-        else:
-            summary = summarize(run.records, [run.header], [])
-            summary["wall_s"] = progress.elapsed_s if not interrupted else None
+        else:  # nothing on disk: the report of this run's samples, held in memory
+            end = {"wall_s": time.monotonic() - started, "interrupted": interrupted}
+            summary = summarize(run.records, [run.header], [end])
         _print_report(summary, as_json)
         if interrupted:
             err_console.print("[yellow]interrupted[/]: what was done is kept"

@@ -138,10 +138,19 @@ def summarize(samples: Iterable[dict[str, Any]], runs: Sequence[dict[str, Any]] 
     return {
         "model": last.get("model"), "preset": last.get("preset"), "n_slots": last.get("n_slots"),
         "temperature": last.get("temperature"), "machine": last.get("machine"),
-        "runs": len(runs), "interrupted": bool(ends and ends[-1].get("interrupted")) or len(ends) < len(runs),
+        "runs": len(runs), "interrupted": _last_run_interrupted(runs, ends),
         "wall_s": sum(e.get("wall_s", 0.0) for e in ends),
         "sections": out_sections,
     }
+
+
+def _last_run_interrupted(runs: Sequence[dict[str, Any]], ends: Sequence[dict[str, Any]]) -> bool:
+    """The latest run was stopped early, or killed before it could write its end record."""
+    if not runs:
+        return bool(ends and ends[-1].get("interrupted"))
+    last = runs[-1].get("run_id")
+    end = next((e for e in reversed(ends) if e.get("run_id") == last or last is None), None)
+    return end is None or bool(end.get("interrupted"))
 
 
 def _budget_order(budget: Any) -> tuple[int, int]:
