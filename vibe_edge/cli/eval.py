@@ -184,7 +184,7 @@ def eval_command(
                                  s.get("thinking_budget"), int(s.get("sample", 0))) in wanted],
                                 results.runs, results.ends)
         else:  # nothing on disk: the report of this run's samples, held in memory
-            end = {"wall_s": time.monotonic() - started, "interrupted": interrupted}
+            end = {"run_id": run.run_id, "wall_s": time.monotonic() - started, "interrupted": interrupted}
             summary = summarize(run.records, [run.header], [end])
         _print_report(summary, as_json)
         if interrupted:
