@@ -20,15 +20,8 @@ from typing import Any
 
 import platformdirs
 
+from vibe_edge import tomlfile
 from vibe_edge.errors import SettingsError
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10 (JetPack 6): the tomli backport has the same API
-    try:
-        import tomli as tomllib  # type: ignore[no-redef]
-    except ModuleNotFoundError:
-        tomllib = None  # type: ignore[assignment]
 
 __all__ = [
     "APP_NAME",
@@ -206,13 +199,9 @@ def _read_config(path: Path, explicit: bool) -> dict[str, Any]:
         return {}
     except OSError as exc:
         raise SettingsError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
-    if tomllib is None:
-        raise SettingsError(f"cannot read config file {path}: this Python has no TOML parser",
-                            hint="pip install tomli (or use Python 3.11+), or use VIBE_EDGE_* "
-                            "environment variables instead")
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        data = tomlfile.loads(raw.decode("utf-8"), source=f"config file {path}")
+    except (UnicodeDecodeError, tomlfile.TOMLDecodeError) as exc:
         raise SettingsError(f"config file {path} is not valid TOML: {exc}",
                             hint="fix the file; each line is `name = value`, e.g. `slots = 4`") from exc
     unknown = [key for key in data if key not in SETTING_NAMES]

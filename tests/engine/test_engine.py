@@ -308,3 +308,31 @@ def test_a_request_near_its_limit_keeps_room_for_the_answer(engine, no_eog):
     assert result.reasoning_end is ReasoningEnd.BUDGET
     # 30 = 40 less the quarter kept for the answer, plus the tokens that close the block.
     assert 30 <= result.stats.reasoning_tokens <= 40 and result.stats.answer_tokens > 0
+
+
+def test_admission_gives_the_slot_under_the_lock_so_a_cache_reset_cannot_interleave(engine):
+    """reset_idle_cache (another thread) takes the scheduler's lock and clears every slot when
+    the engine looks idle. A job popped from the queue but not yet in its slot looks idle: the
+    whole admission must hold the lock, or the reset could wipe the KV it is about to reuse."""
+    sched = engine._scheduler
+    seen: list[bool] = []
+    original = sched._pick_slot
+
+    def probing_pick(free, prompt):
+        def try_lock() -> None:
+            got = sched._cond.acquire(blocking=False)
+            if got:
+                sched._cond.release()
+            seen.append(got)
+
+        prober = threading.Thread(target=try_lock)
+        prober.start()
+        prober.join(5)
+        return original(free, prompt)
+
+    sched._pick_slot = probing_pick
+    try:
+        engine.generate(GenerationRequest(prompt="Hello there", max_tokens=2))
+    finally:
+        sched._pick_slot = original
+    assert seen == [False]

@@ -184,3 +184,62 @@ async def test_app_against_a_real_server_on_a_unix_socket(served_socket, history
         assert app.store.messages(app.conversation_id)[-1].status == "stopped"
         await asyncio.sleep(0.2)
 
+
+
+def _strict_client(reply_400: dict, seen: list[dict], *, refuse_always: bool = False) -> httpx.AsyncClient:
+    """A server that answers 400 to the first chat request (OpenAI-style body), then streams."""
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/models"):
+            return httpx.Response(200, json={"object": "list", "data": [
+                {"id": "m", "object": "model", "created": 0, "owned_by": "me"}]})
+        body = json.loads(request.content)
+        seen.append(body)
+        if refuse_always or (len(seen) == 1):
+            return httpx.Response(400, json={"error": reply_400})
+        return httpx.Response(200, content=_sse([_chunk({"content": "ok"}), _chunk({}, "stop")]),
+                              headers={"content-type": "text/event-stream"})
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(handler))
+
+
+async def test_a_server_that_refuses_the_extra_fields_gets_a_plain_retry_and_the_user_is_told():
+    seen: list[dict] = []
+    refusal = {"message": "Unrecognized request argument supplied: top_k",
+               "type": "invalid_request_error", "param": None, "code": None}
+    backend = OpenAIBackend(base_url="http://strict", model="m", http_client=_strict_client(refusal, seen))
+    await backend.start()
+    request = GenerationRequest(messages=[{"role": "user", "content": "hi"}])
+    first = await _collect(backend, request)
+    second = await _collect(backend, GenerationRequest(messages=[{"role": "user", "content": "again"}]))
+    assert "top_k" in seen[0] and "top_k" not in seen[1] and "thinking_budget" not in seen[2]
+    notes = [e for e in first + second if isinstance(e, Notice)]
+    assert [n.code for n in notes] == ["extras_dropped"]  # told once, not every turn
+    assert "thinking" in notes[0].message
+    assert first[-1].result.answer == "ok" and first[-1].result.finish_reason is FinishReason.STOP
+
+
+async def test_any_other_400_is_that_requests_error_and_keeps_the_extras():
+    seen: list[dict] = []
+    too_long = {"message": "This model's maximum context length is 4096 tokens. However, you "
+                           "requested 9000 tokens.", "type": "invalid_request_error",
+                "param": "messages", "code": "context_length_exceeded"}
+    backend = OpenAIBackend(base_url="http://strict", model="m", http_client=_strict_client(too_long, seen))
+    await backend.start()
+    events = await _collect(backend, GenerationRequest(messages=[{"role": "user", "content": "x"}]))
+    result = events[-1].result
+    assert result.finish_reason is FinishReason.ERROR and "maximum context length" in result.error
+    assert len(seen) == 1  # not retried
+    assert not [e for e in events if isinstance(e, Notice) and e.code == "extras_dropped"]
+    await _collect(backend, GenerationRequest(messages=[{"role": "user", "content": "y"}]))
+    assert "thinking_budget" in seen[1] and "top_k" in seen[1]  # the budget still goes out
+
+
+def test_chat_never_sends_openai_api_key_to_another_server(monkeypatch):
+    from vibe_edge.cli.chat import _backend
+    from vibe_edge.settings import load_settings
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-users-real-openai-key")
+    backend = _backend(load_settings(), None, "http://127.0.0.1:9", None, None)
+    assert backend.api_key != "sk-users-real-openai-key"
+    explicit = _backend(load_settings(), None, "http://127.0.0.1:9", None, "vibe-key")
+    assert explicit.api_key == "vibe-key"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -33,7 +32,8 @@ def chat(
     socket: Annotated[Optional[Path], typer.Option(
         help="Talk to a `vibe-edge serve` listening on this Unix socket.")] = None,
     api_key: Annotated[Optional[str], typer.Option(
-        envvar="VIBE_EDGE_API_KEY", help="API key for --url/--socket (if the server wants one).")] = None,
+        envvar="VIBE_EDGE_API_KEY", help="API key for --url/--socket (if the server wants one). "
+                                          "OPENAI_API_KEY is never sent.")] = None,
     history: Annotated[Optional[Path], typer.Option(
         help="Chat history database (SQLite). Default: $VIBE_EDGE_HISTORY or chat.sqlite3 "
              "in the user data directory.")] = None,
@@ -110,8 +110,9 @@ def _backend(settings, model, url, socket, api_key):
     if url or socket:
         from vibe_edge.tui.backends import OpenAIBackend
 
-        return OpenAIBackend(base_url=url, socket=socket, model=model,
-                             api_key=api_key or os.environ.get("OPENAI_API_KEY"))
+        # Only vibe-edge's own key (flag or VIBE_EDGE_API_KEY): a user's OPENAI_API_KEY is for
+        # OpenAI, and sending it to whatever server --url names would leak it.
+        return OpenAIBackend(base_url=url, socket=socket, model=model, api_key=api_key)
     from vibe_edge.runtime import open_engine, prepare_model
     from vibe_edge.tui.backends import LocalBackend
 

@@ -19,7 +19,7 @@ from vibe_edge.cli.common import (
     settings_from_flags,
 )
 from vibe_edge.errors import ModelNotFound
-from vibe_edge.hardware import HardwareInfo, check_fits, detect_hardware, format_plan, make_plan
+from vibe_edge.hardware import HardwareInfo, check_fits, detect_hardware, format_plan, llama_build_status, make_plan
 from vibe_edge.modelfile import inspect_gguf
 from vibe_edge.registry import resolve_model
 
@@ -39,6 +39,9 @@ def doctor(
     threads: ThreadsOpt = None,
     gpu_layers: GpuLayersOpt = None,
     kv_type: KvTypeOpt = None,
+    cpuinfo: Annotated[Optional[str], typer.Option(
+        "--cpuinfo", help="Check the installed llama.cpp build against another machine's "
+                          "/proc/cpuinfo (would this environment run there?).")] = None,
 ) -> None:
     """Detect cores, CPU features, RAM and GPUs, and print the plan: threads, GPU layers,
     slots, context per slot, KV cache type and the quantization to prefer, each with a reason."""
@@ -66,8 +69,9 @@ def doctor(
             check_fits(plan)
         except Exception as exc:  # PlanError: report it, doctor's job is to explain
             fits_error = str(exc)
+        build = llama_build_status(cpuinfo)
         if as_json:
-            print(json.dumps({"hardware": hw.to_dict(), "plan": plan.to_dict(),
+            print(json.dumps({"hardware": hw.to_dict(), "plan": plan.to_dict(), "build": build,
                               "model": facts.to_dict() if facts else None,
                               "fits": fits_error is None, "fit_error": fits_error,
                               "settings": {n: str(v) for n, v, _ in settings.describe()}},
@@ -76,7 +80,23 @@ def doctor(
             if model_note:
                 console.print(f"[cyan]note:[/] {model_note}")
             print(format_plan(plan, hw))
+            _print_build(build)
             if fits_error:
                 console.print(f"[bold red]does not fit:[/] {fits_error}")
-        if fits_error:
+        if fits_error or build.get("status") == "error":
             raise typer.Exit(1)
+
+
+def _print_build(build: dict) -> None:
+    compiled = " ".join(build.get("compiled") or ()) or "unknown"
+    made = f" ({build['mode']} build)" if build.get("mode") else ""
+    check = (build.get("self_check") or {}).get("detail")
+    status = build.get("status")
+    verdict = f"; {build['message']}" if status == "ok" else ""
+    console.print(f"llama.cpp build{made}: {compiled}{verdict}" + (f" ({check})" if check else ""))
+    if status == "error":
+        console.print(f"[bold red]error:[/] {build['message']}")
+    elif status == "warning":
+        console.print(f"[yellow]warning:[/] {build['message']}")
+    elif status == "unknown":
+        console.print(f"[yellow]note:[/] {build['message']}")

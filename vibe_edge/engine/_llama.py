@@ -73,6 +73,13 @@ def supports_gpu_offload() -> bool:
     return bool(C.llama_supports_gpu_offload())
 
 
+def system_info() -> str:
+    """llama_print_system_info(): the features this build was compiled for ("AVX2 = 1 | ...")."""
+    init_backend()  # the CPU backend registers its features when loaded
+    raw = C.llama_print_system_info()
+    return raw.decode("utf-8", errors="replace").strip() if raw else ""
+
+
 # ---------------------------------------------------------------------------------------------
 
 

@@ -59,6 +59,7 @@ class Job:
 
     # Filled in by the scheduler.
     admitted_at: float | None = None
+    slot_seq: int = -1
     prefill_done_at: float | None = None
     first_token_at: float | None = None
     cached_tokens: int = 0

@@ -169,32 +169,38 @@ class Scheduler:
 
     def _admit(self) -> None:
         while True:
+            # Taking a job and giving it its slot is one step under the lock: in between, the
+            # engine would look idle, and reset_idle_cache (another thread) could clear the KV
+            # of a slot whose prefix this admission is about to reuse.
             with self._cond:
                 free = [s for s in self.slots if s.job is None]
                 if not free or not self._queue:
                     return
                 job = self._queue.popleft()
-            now = time.monotonic()
-            if job.handle.cancel_requested:
-                _finish_unadmitted(job, FinishReason.CANCELLED)
+                now = time.monotonic()
+                gone = (FinishReason.CANCELLED if job.handle.cancel_requested
+                        else FinishReason.TIMEOUT if now >= job.deadline else None)
+                if gone is None:
+                    self._assign(self._pick_slot(free, job.prompt_tokens), job, now)
+            if gone is not None:
+                _finish_unadmitted(job, gone)
                 continue
-            if now >= job.deadline:
-                _finish_unadmitted(job, FinishReason.TIMEOUT)
-                continue
-            slot = self._pick_slot(free, job.prompt_tokens)
-            # Reuse the cached prefix, but always evaluate at least the last prompt token:
-            # its logits are what we sample the first new token from.
-            keep = min(common_prefix_len(slot.cached, job.prompt_tokens), len(job.prompt_tokens) - 1)
-            if keep < len(slot.cached):
-                self.ctx.seq_remove(slot.seq, keep, -1)
-                del slot.cached[keep:]
-            slot.pending = job.prompt_tokens[keep:]
-            slot.job = job
-            job.cached_tokens = keep
-            job.admitted_at = now
-            job.emit(Started(job.id, slot.seq, len(job.prompt_tokens), keep))
+            job.emit(Started(job.id, job.slot_seq, len(job.prompt_tokens), job.cached_tokens))
             for code, message in job.notices:
                 job.notice(code, message)
+
+    def _assign(self, slot: Slot, job: Job, now: float) -> None:
+        # Reuse the cached prefix, but always evaluate at least the last prompt token: its
+        # logits are what we sample the first new token from.
+        keep = min(common_prefix_len(slot.cached, job.prompt_tokens), len(job.prompt_tokens) - 1)
+        if keep < len(slot.cached):
+            self.ctx.seq_remove(slot.seq, keep, -1)
+            del slot.cached[keep:]
+        slot.pending = job.prompt_tokens[keep:]
+        slot.job = job
+        job.slot_seq = slot.seq
+        job.cached_tokens = keep
+        job.admitted_at = now
 
     @staticmethod
     def _pick_slot(free: list[Slot], prompt: list[int]) -> Slot:

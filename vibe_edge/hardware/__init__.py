@@ -5,6 +5,7 @@ engine's defaults (threads, GPU layers, slots, context, KV type), each with its 
 check_fits() refuses a plan that cannot fit before anything is loaded.
 """
 
+from vibe_edge.hardware.build_status import llama_build_status
 from vibe_edge.hardware.detect import CPU_FEATURES, GpuInfo, HardwareInfo, detect_hardware
 from vibe_edge.hardware.plan import (
     DEFAULT_BATCH_SIZE,
@@ -39,5 +40,6 @@ __all__ = [
     "check_fits",
     "detect_hardware",
     "format_plan",
+    "llama_build_status",
     "make_plan",
 ]

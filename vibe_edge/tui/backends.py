@@ -422,11 +422,16 @@ class _RemoteStream:
             try:
                 self._stream = await backend._client.chat.completions.create(**backend._params(request))
             except openai.BadRequestError as exc:
-                if not backend._send_extras:
+                # Only a server that refuses the extra fields themselves gets them switched off;
+                # any other 400 (a too-long context, a bad value) is this request's error.
+                if not backend._send_extras or not _rejects_extras(exc):
                     raise
-                # A strict server rejects vibe-edge's extra fields (top_k, thinking_budget): retry plain.
                 backend._send_extras = False
                 self._stream = await backend._client.chat.completions.create(**backend._params(request))
+                yield Notice(rid, "extras_dropped",
+                             f"The server at {backend.where} does not take vibe-edge's extra fields "
+                             f"({_api_message(exc)}): this chat goes on without the thinking "
+                             "budget, the loop guard, top_k and min_p.")
             if self._cancelled.is_set():
                 await self._stream.close()
             async for chunk in self._stream:
@@ -564,6 +569,27 @@ def _v1_url(url: str) -> str:
 def _cause(exc: BaseException) -> str:
     inner = exc.__cause__ or exc.__context__
     return str(inner or exc) or type(inner or exc).__name__
+
+
+# What vibe-edge adds to the OpenAI request (OpenAIBackend._params' extra_body).
+_EXTRA_FIELDS = ("top_k", "min_p", "loop_guard", "thinking_budget")
+# How strict servers word "that field does not exist": OpenAI ("Unrecognized request argument
+# supplied: top_k"), pydantic with extra="forbid" as in vLLM ("Extra inputs are not permitted"),
+# JSON-schema validators ("Additional properties are not allowed").
+_UNKNOWN_FIELD_WORDS = ("unrecognized", "unknown", "extra inputs", "extra_forbidden",
+                        "additional properties", "not permitted", "unexpected keyword")
+
+
+def _rejects_extras(exc: Any) -> bool:
+    """Did this 400 refuse one of vibe-edge's extra fields (rather than the request itself)?"""
+    body = getattr(exc, "body", None)
+    err = body.get("error", body) if isinstance(body, dict) else None
+    param = err.get("param") if isinstance(err, dict) else None
+    if isinstance(param, str) and param.split(".")[-1] in _EXTRA_FIELDS:
+        return True
+    message = _api_message(exc).lower()
+    names_field = any(name in message for name in _EXTRA_FIELDS)
+    return names_field and any(word in message for word in _UNKNOWN_FIELD_WORDS)
 
 
 def _api_message(exc: Any) -> str:

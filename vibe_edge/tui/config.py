@@ -11,13 +11,13 @@ Found at $VIBE_EDGE_TUI_CONFIG, else tui.toml in the user's config directory. Mi
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
 
+from vibe_edge import tomlfile
 from vibe_edge.errors import SettingsError
 
 __all__ = ["TUI_CONFIG_ENV_VAR", "TuiConfig", "default_tui_config_path", "load_tui_config"]
@@ -47,12 +47,12 @@ def load_tui_config(path: Path | None = None, *, explicit: bool = False) -> TuiC
         explicit = explicit or bool(os.environ.get(TUI_CONFIG_ENV_VAR))
         path = default_tui_config_path()
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomlfile.loads(path.read_text(encoding="utf-8"), source=f"TUI config file {path}")
     except FileNotFoundError:
         if explicit:
             raise SettingsError(f"TUI config file {path} does not exist") from None
         return TuiConfig()
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomlfile.TOMLDecodeError) as exc:
         raise SettingsError(f"TUI config file {path} cannot be read: {exc}",
                             hint='it is TOML: theme = "nord", and a [keys] table') from exc
     actions = {a for a, *_ in KEYS}
