@@ -28,7 +28,7 @@ __all__ = ["BUILTIN_TASKS", "Problem", "Task", "load_task", "select_problems"]
 
 JSONL_PREFIX = "jsonl:"
 BUILTIN_TASKS = ("gsm8k", "math500", "humaneval")
-_DATA = "vibe_edge.eval.data"
+_PACKAGE = "vibe_edge.eval"  # data/ beside this module (a regular package: works on Python 3.10)
 _PLAIN_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
 
 
@@ -83,7 +83,7 @@ def _read_jsonl_lines(lines: Iterable[str], where: str) -> list[dict[str, Any]]:
 
 
 def _package_rows(filename: str) -> list[dict[str, Any]]:
-    resource = importlib.resources.files(_DATA) / filename
+    resource = importlib.resources.files(_PACKAGE) / "data" / filename
     with resource.open("r", encoding="utf-8") as fh:
         return _read_jsonl_lines(fh, filename)
 
