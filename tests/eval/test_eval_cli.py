@@ -74,8 +74,11 @@ def test_eval_runs_grades_and_records_every_sample(tmp_path):
 def test_ctrl_c_keeps_what_is_done_and_resume_finishes(tmp_path):
     out = tmp_path / "interrupted.jsonl"
     args = ["eval", "--task", "gsm8k", "--limit", "12", "--max-tokens", "48", *DEMO, "--out", str(out)]
+    # A shell without job control starts background jobs with SIGINT ignored, and a child
+    # inherits that; a user's Ctrl-C is never ignored, so the child gets the default back.
     proc = subprocess.Popen([sys.executable, "-m", "vibe_edge", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         if out.exists() and sum(1 for r in records(out) if r["type"] == "sample") >= 2:
