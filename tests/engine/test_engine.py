@@ -112,6 +112,18 @@ def test_prefix_cache_reuses_a_shared_history(engine):
     assert again.text == second.text
 
 
+def test_a_new_conversation_never_evicts_a_live_one_for_a_few_shared_tokens(engine):
+    # Every chat shares its template's opening tokens. A new conversation that shares only
+    # those must not overwrite the slot holding another conversation's history: behind a
+    # balancer that routes each conversation to its instance, that history is the point.
+    first = "Note: the lighthouse keeper counted the ships that passed each night. " * 8
+    turn1 = engine.generate(greedy(first, 8))
+    other = engine.generate(greedy("Note: a completely different story about a baker.", 8))
+    assert other.stats.cached_tokens <= 4  # the shared opening at most
+    turn2 = engine.generate(greedy(first + turn1.text + " And then?", 8))
+    assert turn2.stats.cached_tokens >= turn1.stats.prompt_tokens
+
+
 def test_cancel_frees_the_slot_and_its_cache(engine):
     handle = engine.submit(greedy("Once upon a time", 900))
     for event in handle:

@@ -72,6 +72,21 @@ def test_serve_on_port_0_takes_a_free_port_and_prints_it():
             proc.wait()
 
 
+def test_serve_names_its_instance_in_every_response():
+    proc = _serve("--model", "demo", "--port", "0", "--slots", "1", "--ctx", "512", "--grace", "2",
+                  "--instance", "edge-7")
+    try:
+        lines = _wait_for_line(proc, "vibe-edge: ready")
+        [url] = re.findall(r"listening on (http://127\.0\.0\.1:\d+)", "".join(lines))
+        assert httpx.get(url + "/health", timeout=30).headers["X-Vibe-Edge-Instance"] == "edge-7"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_serve_refuses_a_public_host_without_a_key():
     proc = _serve("--model", "demo", "--host", "0.0.0.0", "--port", "18999")
     out, _ = proc.communicate(timeout=60)

@@ -94,6 +94,46 @@ async def test_no_budget_is_sent_as_minus_one_so_the_server_default_does_not_app
     assert [body["thinking_budget"] for body in seen] == [-1, 0]
 
 
+async def test_every_turn_of_a_conversation_carries_the_same_session_key():
+    # Behind a balancer (docs/DEPLOY.md) the X-Session-Id keeps a conversation on the instance
+    # that holds its history in the prefix cache.
+    keys: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/models"):
+            return httpx.Response(200, json={"object": "list", "data": [
+                {"id": "m", "object": "model", "created": 0, "owned_by": "me"}]})
+        keys.append(request.headers.get("X-Session-Id"))
+        return httpx.Response(200, content=_sse([_chunk({}, "stop")]),
+                              headers={"content-type": "text/event-stream"})
+
+    from vibe_edge.tui.options import build_request
+
+    def turns(opening: str) -> list[list[tuple[str, str]]]:
+        history = [("user", opening)]
+        out = [list(history)]
+        for i in range(2):
+            history += [("assistant", f"answer {i}"), ("user", f"follow-up {i}")]
+            out.append(list(history))
+        return out
+
+    backend = OpenAIBackend(base_url="http://x", http_client=httpx.AsyncClient(
+        transport=httpx.MockTransport(handler)))
+    await backend.start()
+    options = ChatOptions(preset="general")
+    for messages in turns("What is a lighthouse?") + turns("How is bread made?"):
+        await _collect(backend, build_request(options, messages))
+    first, second = keys[:3], keys[3:]
+    assert all(first) and len(set(first)) == 1 and len(set(second)) == 1
+    assert first[0] != second[0]
+    # Another client opening with the same question is another conversation.
+    other = OpenAIBackend(base_url="http://x", http_client=httpx.AsyncClient(
+        transport=httpx.MockTransport(handler)))
+    await other.start()
+    await _collect(other, build_request(options, turns("What is a lighthouse?")[0]))
+    assert keys[-1] != first[0]
+
+
 async def test_inline_think_tags_are_split_and_cjk_noticed_client_side():
     chunks = [_chunk({"content": "<th"}), _chunk({"content": "ink>hmm</thi"}),
               _chunk({"content": "nk>\n\nAnswer"}), _chunk({}, "length")]

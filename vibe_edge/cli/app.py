@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "vibe_edge.cli.serve",
     "vibe_edge.cli.chat",
     "vibe_edge.cli.eval",
+    "vibe_edge.cli.deploy",
 )
 
 for _name in COMMAND_MODULES:

@@ -75,6 +75,9 @@ def serve(
         help="On SIGTERM, let running requests finish this many seconds, then cancel them.")] = DEFAULT_GRACE_S,
     keepalive: Annotated[float, typer.Option(
         help="Send an SSE keep-alive comment after this many seconds without output.")] = DEFAULT_KEEPALIVE_S,
+    instance: Annotated[Optional[str], typer.Option(
+        help="Name of this instance in the X-Vibe-Edge-Instance header of every response (behind "
+             "a balancer: where a conversation lives). Default: the address it listens on.")] = None,
     log_level: Annotated[Optional[str], typer.Option(help="debug, info, warning or error.")] = None,
 ) -> None:
     """Serve the model over an OpenAI-compatible HTTP API (chat, completions, models, metrics)."""
@@ -101,6 +104,7 @@ def serve(
             loop_guard=settings.loop_guard,
             request_timeout_s=settings.request_timeout_s,
             model_id=alias,
+            instance=instance,
         )
         if socket_path is None:
             check_exposure(settings.host, keys)  # before the slow part

@@ -204,10 +204,26 @@ class Scheduler:
 
     @staticmethod
     def _pick_slot(free: list[Slot], prompt: list[int]) -> Slot:
-        """The free slot sharing the longest prefix with the prompt; with no match, the least
-        recently used one, so other conversations' caches survive longest."""
-        best = max(free, key=lambda s: (common_prefix_len(s.cached, prompt), -s.last_used))
-        if common_prefix_len(best.cached, prompt) == 0:
+        """The free slot that saves the most prompt work without throwing away another
+        conversation's history.
+
+        A slot whose whole content begins the prompt (this conversation's last turn, or an empty
+        slot) loses nothing. A slot holding something else is overwritten past the shared part:
+        worth it only when more is shared than lost (an edited or regenerated turn), not for
+        the few template tokens every chat shares, or a new conversation would evict a live one
+        while empty slots wait. With neither, the least recently used slot, so other
+        conversations' caches survive longest."""
+        best: Slot | None = None
+        best_key: tuple[int, bool, float] | None = None
+        for slot in free:
+            shared = common_prefix_len(slot.cached, prompt)
+            lost = len(slot.cached) - shared
+            if lost and shared < lost:
+                continue
+            key = (shared, lost == 0, -slot.last_used)  # then: loses nothing, least recently used
+            if best_key is None or key > best_key:
+                best, best_key = slot, key
+        if best is None:
             best = min(free, key=lambda s: s.last_used)
         return best
 

@@ -31,6 +31,7 @@ from vibe_edge.server import translate
 from vibe_edge.server.config import ServerConfig
 from vibe_edge.server.errors import error_body, install_error_handlers, vibe_error_body, vibe_error_response
 from vibe_edge.server.host import ModelHost
+from vibe_edge.server.instance import InstanceHeaderMiddleware
 from vibe_edge.server.metrics import CONTENT_TYPE, Metrics
 from vibe_edge.server.middleware import ApiKeyMiddleware, BodyLimitMiddleware
 from vibe_edge.server.schemas import ChatCompletionRequest, CompletionRequest
@@ -95,6 +96,8 @@ def create_app(config: ServerConfig | None = None, host: ModelHost | None = None
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins),
                            allow_methods=["GET", "POST", "OPTIONS"],
                            allow_headers=["Authorization", "Content-Type"])
+    if config.instance:  # outermost: every response names its instance, refusals included
+        app.add_middleware(InstanceHeaderMiddleware, name=config.instance)
 
     # -- plain routes ---------------------------------------------------------------------------
     @app.head("/health", include_in_schema=False)

@@ -13,6 +13,7 @@ DEFAULT_KEEPALIVE_S = 5.0                  # SSE comment after this long without
 DEFAULT_GRACE_S = 10.0                     # SIGTERM: let in-flight work finish this long
 DEFAULT_RETRY_AFTER_S = 2                  # Retry-After on 429 and 503
 MAX_API_KEY_BYTES = 4096
+MAX_INSTANCE_NAME_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class ServerConfig:
     thinking_budget / loop_guard: server-wide defaults a request may override.
     request_timeout_s: the longest deadline a request may ask for (None: the engine's).
     model_id: the name /v1/models reports and responses carry (None: the engine's model name).
+    instance: this instance's name in the X-Vibe-Edge-Instance header of every response (None:
+    no header; `serve` and BackgroundServer fill in the address they listen on).
     """
 
     api_keys: tuple[str, ...] = ()
@@ -41,6 +44,7 @@ class ServerConfig:
     loop_guard: bool = True
     request_timeout_s: float | None = None
     model_id: str | None = None
+    instance: str | None = None
 
     def __post_init__(self) -> None:
         keys = tuple(self.api_keys)
@@ -62,6 +66,12 @@ class ServerConfig:
         if self.thinking_budget is not None and self.thinking_budget < -1:
             raise SettingsError(f"the thinking budget must be a number of tokens (0: no thinking) or -1 for "
                                 f"no budget, got {self.thinking_budget}")
+        if self.instance is not None and not (
+                0 < len(self.instance) <= MAX_INSTANCE_NAME_CHARS and self.instance.isascii()
+                and self.instance.isprintable() and self.instance.strip() == self.instance):
+            raise SettingsError(f"the instance name {self.instance!r} cannot go in a header",
+                                hint=f"use printable ASCII, at most {MAX_INSTANCE_NAME_CHARS} "
+                                     "characters, no leading or trailing spaces", param="instance")
         from vibe_edge.chat.presets import get_preset  # noqa: PLC0415 (import cost at startup only)
 
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import logging
 import os
@@ -46,6 +47,11 @@ class Listener:
     url: str                      # http://127.0.0.1:8080 or unix:/path/to.sock
     path: Path | None = None      # for a Unix socket
     ident: tuple[int, int, int] | None = None  # (dev, ino, ctime_ns) of the socket we created
+
+    @property
+    def address(self) -> str:
+        """host:port, or the socket's path: the instance's default name."""
+        return str(self.path) if self.path is not None else self.url.removeprefix("http://")
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -180,6 +186,14 @@ class _Uvicorn(uvicorn.Server):
         self.should_exit = True
 
 
+def _named(config: ServerConfig, listener: Listener) -> ServerConfig:
+    """The config with an instance name: the one given, else the address it listens on (known
+    only once bound: --port 0)."""
+    if config.instance is not None:
+        return config
+    return dataclasses.replace(config, instance=listener.address)
+
+
 def _uvicorn_config(app, *, log_level: str, grace_s: float) -> uvicorn.Config:
     return uvicorn.Config(app, log_level=log_level, access_log=log_level == "debug",
                           timeout_graceful_shutdown=int(grace_s + SHUTDOWN_MARGIN_S),
@@ -195,6 +209,7 @@ def run_server(config: ServerConfig, loader: Callable[[], Engine], *, host: str 
         listener = bind_tcp(host, port)
     else:
         listener = bind_unix(socket_path)
+    config = _named(config, listener)
     model_host = ModelHost(model_id=config.model_id)
     app = create_app(config, model_host)
     server = _Uvicorn(_uvicorn_config(app, log_level=log_level, grace_s=config.grace_s),
@@ -240,6 +255,7 @@ class BackgroundServer:
             self.listener = bind_tcp(host, port)
         else:
             self.listener = bind_unix(socket_path)
+        self.config = _named(self.config, self.listener)
         if engine is not None:
             self.host = ModelHost(engine, owns_engine=owns_engine, model_id=self.config.model_id)
         else:

@@ -25,6 +25,7 @@ from vibe_edge.chat.boxed import extract_boxed
 from vibe_edge.chat.language import cjk_advisory
 from vibe_edge.chat.presets import UNLIMITED_THINKING
 from vibe_edge.chat.reasoning import ReasoningParser
+from vibe_edge.deploy.routing import SESSION_HEADER, conversation_key, new_session_id
 from vibe_edge.engine.types import (
     Event,
     Finished,
@@ -297,6 +298,9 @@ class OpenAIBackend(Backend):
         self._http_client = http_client  # an httpx.AsyncClient to use instead (tests)
         self._send_extras = True
         self._last_used: int | None = None
+        # Behind a balancer (docs/DEPLOY.md) every turn of a conversation carries the same
+        # X-Session-Id, so it lands on the instance that holds its history in the cache.
+        self._session_salt = new_session_id()
 
     @property
     def where(self) -> str:
@@ -365,6 +369,7 @@ class OpenAIBackend(Backend):
             "stream_options": {"include_usage": True},
             "temperature": s.temperature,
             "top_p": s.top_p,
+            "extra_headers": {SESSION_HEADER: conversation_key(request.messages or (), self._session_salt)},
         }
         if request.max_tokens:
             params["max_tokens"] = request.max_tokens
