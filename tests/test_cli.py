@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-COMMANDS = ["doctor", "run", "bench", "convert", "pull", "models", "serve", "chat"]
+COMMANDS = ["doctor", "run", "bench", "convert", "pull", "models", "serve", "chat", "eval"]
 
 
 def vibe(*args: str, timeout: float = 120, stdin: str | None = None) -> subprocess.CompletedProcess:

@@ -129,3 +129,18 @@ def test_a_surface_cap_on_tokens_wins_over_what_a_request_asks():
     request = build_request("math", prompt="x", overrides=Overrides(max_tokens=5000),
                             limits=Limits(max_tokens=64))
     assert request.max_tokens == 64 and request.reasoning.thinking_budget == thinking_budget_ceiling(64)
+
+
+def test_the_eval_builds_its_requests_by_the_same_policy():
+    from vibe_edge.eval.datasets import Problem, Task
+    from vibe_edge.eval.prompts import DEFAULT_DEADLINE_S, RequestPlan, request_for, sample_seed
+
+    task = Task(name="t", kind="math", default_preset="math", problems=())
+    plan = RequestPlan(preset=get_preset("math"), max_tokens=8000, temperature=0.7, seed=3)
+    request, _ = request_for(plan, task, Problem(id="p1", problem=QUESTION), sample=2,
+                             thinking_budget=None, ctx_per_slot=CTX)
+    run = run_request(QUESTION, Settings(preset="math"),
+                      Overrides(temperature=0.7, max_tokens=8000, seed=sample_seed(3, "p1", 2),
+                                deadline_s=DEFAULT_DEADLINE_S), ctx_per_slot=CTX)
+    _same(request, run)
+    assert request.reasoning.thinking_budget == 6976

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "vibe_edge.cli.models",
     "vibe_edge.cli.serve",
     "vibe_edge.cli.chat",
+    "vibe_edge.cli.eval",
     "vibe_edge.cli.deploy",
 )
 
