@@ -41,6 +41,25 @@ KV_BYTES_PER_ELEMENT = MappingProxyType({"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18
 """Bytes per cached K/V element: q8_0 stores 32 values in 34 bytes (32 int8 + an f16 scale),
 q4_0 32 values in 18 bytes."""
 
+DEFAULT_SPEC = True
+"""Speculative decoding (n-gram drafts from the slot's own context) on by default: its backoff
+keeps text with nothing to copy at the speed of plain decoding (docs/BENCHMARKS.md)."""
+DEFAULT_SPEC_MAX_DRAFT = 3
+"""Drafted tokens per slot and step at most. On the 2-core CPU one decode of 1, 2, 4, 8 tokens
+of a sequence costs 1, 1.6, 1.9, 3.7x one token: past 4 a verify costs about linearly."""
+MAX_SPEC_DRAFT = 16
+DEFAULT_SPEC_NGRAM_MIN = 2
+"""The shortest suffix of the context looked up to draft from; 1 drafts from single tokens,
+which in text match too often to be right."""
+DEFAULT_SPEC_NGRAM_MAX = 4
+MAX_SPEC_NGRAM = 8
+DEFAULT_SPEC_BATCH_TOKENS_CPU = 4
+"""Drafts are added only while a step's batch holds fewer tokens than this (real tokens of the
+generating slots first): on a CPU a step of 4 tokens costs about 2x a step of 1, beyond that
+each token costs as much as a whole step, so with 4 slots generating there is no room to draft."""
+DEFAULT_SPEC_BATCH_TOKENS_GPU = 16
+"""On a GPU a decode step is memory-bound: 16 tokens cost little more than 1."""
+
 # -- requests ---------------------------------------------------------------------------------
 
 DEFAULT_PRESET = "math"

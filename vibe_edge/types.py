@@ -20,7 +20,18 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal, Protocol
 
-from vibe_edge.defaults import DEFAULT_ANSWER_RESERVE, DEFAULT_LOOP_GUARD, MAX_STOP_STRINGS
+from vibe_edge.defaults import (
+    DEFAULT_ANSWER_RESERVE,
+    DEFAULT_LOOP_GUARD,
+    DEFAULT_SPEC,
+    DEFAULT_SPEC_BATCH_TOKENS_CPU,
+    DEFAULT_SPEC_MAX_DRAFT,
+    DEFAULT_SPEC_NGRAM_MAX,
+    DEFAULT_SPEC_NGRAM_MIN,
+    MAX_SPEC_DRAFT,
+    MAX_SPEC_NGRAM,
+    MAX_STOP_STRINGS,
+)
 from vibe_edge.errors import InvalidRequest
 
 Channel = Literal["reasoning", "answer"]
@@ -150,6 +161,8 @@ class GenerationRequest:
     stop: Sequence[str] = ()
     reasoning: ReasoningOptions = field(default_factory=ReasoningOptions)
     deadline_s: float | None = None
+    # Speculative decoding for this request: None follows the engine's SpecConfig.enabled.
+    speculative: bool | None = None
     request_id: str = field(default_factory=_next_request_id)
 
     def validate(self) -> None:
@@ -165,8 +178,37 @@ class GenerationRequest:
         if self.deadline_s is not None and not (self.deadline_s > 0):
             raise InvalidRequest(f"deadline_s must be > 0 seconds, got {self.deadline_s!r}",
                                  param="deadline_s")
+        if self.speculative is not None and not isinstance(self.speculative, bool):
+            raise InvalidRequest(f"speculative must be true or false, got {self.speculative!r}",
+                                 param="speculative")
         self.sampling.validate()
         self.reasoning.validate()
+
+
+@dataclass(frozen=True)
+class SpecConfig:
+    """Speculative decoding: draft up to `max_draft` tokens per step from the longest suffix
+    (`ngram_max` down to `ngram_min` tokens) of a slot's context that occurred earlier in it,
+    and verify them in the step's one batch. `batch_tokens`: drafts are only added while the
+    step's batch holds fewer tokens (the hardware plan's figure: small on a CPU, where each
+    token in a batch costs, larger on a GPU)."""
+
+    enabled: bool = DEFAULT_SPEC
+    max_draft: int = DEFAULT_SPEC_MAX_DRAFT
+    ngram_min: int = DEFAULT_SPEC_NGRAM_MIN
+    ngram_max: int = DEFAULT_SPEC_NGRAM_MAX
+    batch_tokens: int = DEFAULT_SPEC_BATCH_TOKENS_CPU
+
+    def validate(self) -> None:
+        if not 1 <= self.max_draft <= MAX_SPEC_DRAFT:
+            raise InvalidRequest(f"spec max draft must be 1..{MAX_SPEC_DRAFT}, got {self.max_draft}",
+                                 param="spec_max_draft")
+        if not 1 <= self.ngram_min <= self.ngram_max <= MAX_SPEC_NGRAM:
+            raise InvalidRequest(f"spec n-gram sizes must satisfy 1 <= min <= max <= {MAX_SPEC_NGRAM}, "
+                                 f"got {self.ngram_min}..{self.ngram_max}", param="spec_ngram_min")
+        if self.batch_tokens < 1:
+            raise InvalidRequest(f"spec batch tokens must be >= 1, got {self.batch_tokens}",
+                                 param="spec_batch_tokens")
 
 
 class FinishReason(str, Enum):
@@ -198,10 +240,16 @@ class RequestStats:
     answer_tokens: int = 0
     prefill_tps: float | None = None
     decode_tps: float | None = None
+    draft_tokens: int = 0     # tokens speculative decoding proposed...
+    accepted_tokens: int = 0  # ...and how many of them the sampler agreed with
 
     @property
     def completion_tokens(self) -> int:
         return self.reasoning_tokens + self.answer_tokens
+
+    @property
+    def acceptance(self) -> float | None:
+        return self.accepted_tokens / self.draft_tokens if self.draft_tokens else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -215,6 +263,9 @@ class RequestStats:
             "completion_tokens": self.completion_tokens,
             "prefill_tps": None if self.prefill_tps is None else round(self.prefill_tps, 2),
             "decode_tps": None if self.decode_tps is None else round(self.decode_tps, 2),
+            "draft_tokens": self.draft_tokens,
+            "accepted_tokens": self.accepted_tokens,
+            "acceptance": None if self.acceptance is None else round(self.acceptance, 3),
         }
 
 

@@ -41,6 +41,7 @@ from vibe_edge.engine.grammar import grammar_for
 from vibe_edge.engine.handle import RequestHandle
 from vibe_edge.engine.job import Job
 from vibe_edge.engine.scheduler import THINK_CLOSE_TEXT, Scheduler
+from vibe_edge.engine.speculate import SlotSpeculation
 from vibe_edge.errors import ContextLengthExceeded, EngineClosed, InvalidRequest, SettingsError
 from vibe_edge.modelfile import inspect_gguf
 from vibe_edge.text.language import cjk_advisory
@@ -52,6 +53,7 @@ from vibe_edge.types import (
     ModelInfo,
     ReasoningEnd,
     SamplingParams,
+    SpecConfig,
 )
 
 log = logging.getLogger("vibe_edge.engine")
@@ -83,6 +85,7 @@ class EngineConfig:
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
     warmup: bool = True
     name: str | None = None
+    spec: SpecConfig = SpecConfig()  # speculative decoding; requests may turn it on or off
 
     def validate(self) -> None:
         checks = [
@@ -98,6 +101,10 @@ class EngineConfig:
         for ok, message in checks:
             if not ok:
                 raise SettingsError(message)
+        try:
+            self.spec.validate()
+        except InvalidRequest as exc:
+            raise SettingsError(exc.message, param=exc.param) from None
 
 
 class Engine:
@@ -141,7 +148,8 @@ class Engine:
         self._scheduler = Scheduler(
             LlamaBackend(model, self._ctx), batch_size=config.batch_size,
             prefill_chunk_busy=config.prefill_chunk_busy, queue_size=config.queue_size,
-            close_tokens=model.tokenize(THINK_CLOSE_TEXT, add_special=False, parse_special=True))
+            close_tokens=model.tokenize(THINK_CLOSE_TEXT, add_special=False, parse_special=True),
+            spec=config.spec)
         self._scheduler.start()
         self.max_messages = max(1, config.ctx_per_slot // MIN_TOKENS_PER_MESSAGE)
         self.max_prompt_chars = config.ctx_per_slot * (facts.max_token_bytes or FALLBACK_MAX_TOKEN_BYTES)
@@ -246,6 +254,7 @@ class Engine:
             notices.append(("cjk_prompt", advisory))
         timeout = request.deadline_s or self.config.request_timeout_s
         handle = RequestHandle(request.request_id, on_cancel=self._scheduler.wake)
+        speculative = self.config.spec.enabled if request.speculative is None else request.speculative
         job = Job(
             request=request,
             handle=handle,
@@ -258,6 +267,7 @@ class Engine:
             start_in_reasoning=start_in_reasoning,
             reasoning_end=reasoning_end,
             notices=notices,
+            spec=SlotSpeculation(self.config.spec) if speculative and not sampling.grammar else None,
         )
         try:
             self._scheduler.submit(job)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from vibe_edge.engine.backend import DecodeBackend, TokenSampler
 from vibe_edge.engine.detokenize import Detokenizer, StopMatcher
 from vibe_edge.engine.handle import RequestHandle
+from vibe_edge.engine.speculate import SlotSpeculation
 from vibe_edge.text.boxed import extract_boxed
 from vibe_edge.text.loop_guard import LoopGuard
 from vibe_edge.text.reasoning import ReasoningParser
@@ -51,6 +52,9 @@ class Job:
     answer_sampler: TokenSampler | None = None
     think_open: int | None = None  # the `<think>` token id, when it is a single token
     notices: list[tuple[str, str]] = field(default_factory=list)  # sent when the job starts
+    # Speculative decoding's state, when this job speculates (never with a grammar: a draft
+    # would have to be checked against it token by token, and structured answers are short).
+    spec: SlotSpeculation | None = None
     submitted_at: float = field(default_factory=time.monotonic)
 
     # Filled in by the scheduler.
@@ -191,6 +195,8 @@ class Job:
             cached_tokens=self.cached_tokens,
             reasoning_tokens=self.reasoning_tokens,
             answer_tokens=self.answer_tokens,
+            draft_tokens=self.spec.drafted if self.spec else 0,
+            accepted_tokens=self.spec.accepted if self.spec else 0,
         )
         if self.admitted_at is not None and self.prefill_done_at is not None:
             evaluated = len(self.prompt_tokens) - self.cached_tokens

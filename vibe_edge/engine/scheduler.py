@@ -8,6 +8,11 @@ first, then a chunk of pending prompt for slots still prefilling, (4) decodes it
 Prefill chunks shrink while others are generating (`prefill_chunk_busy`), so a user's
 10k-token prompt costs everyone else a short pause per step, not a frozen stream.
 
+Speculative decoding (engine/speculate.py) rides on the same step: a generating slot may feed a
+few drafted tokens after its real one while the batch is small (`SpecConfig.batch_tokens`), and
+`_verify` samples at each of them in order, keeping the drafts the sampler agrees with and
+taking the rest back out of the KV.
+
 The scheduler talks to llama.cpp only through a DecodeBackend (engine/backend.py), so this
 policy is tested on a fake backend as well as on the real model.
 """
@@ -25,7 +30,15 @@ from dataclasses import dataclass, field
 from vibe_edge.engine.backend import DecodeBackend
 from vibe_edge.engine.job import Job
 from vibe_edge.errors import EngineBusy, EngineClosed
-from vibe_edge.types import Finished, FinishReason, GenerationResult, ReasoningEnd, RequestStats, Started
+from vibe_edge.types import (
+    Finished,
+    FinishReason,
+    GenerationResult,
+    ReasoningEnd,
+    RequestStats,
+    SpecConfig,
+    Started,
+)
 
 log = logging.getLogger("vibe_edge.engine")
 
@@ -48,12 +61,26 @@ class Slot:
         return self.job is not None and self.job.prefill_done_at is None
 
 
+@dataclass
+class Feed:
+    """What one slot put into this step's batch: `tokens` from its pending input, then `drafts`
+    (speculative guesses) right after them; `logits_index` is where the next token is sampled
+    (the last pending token's logits), and draft i's logits sit at logits_index + 1 + i."""
+
+    slot: Slot
+    tokens: list[int]
+    logits_index: int | None
+    drafts: list[int] = field(default_factory=list)
+
+
 class Scheduler:
-    """close_tokens: THINK_CLOSE_TEXT tokenized, fed when the engine closes a think block."""
+    """close_tokens: THINK_CLOSE_TEXT tokenized, fed when the engine closes a think block.
+    spec: how slots whose jobs speculate draft (jobs carry their own SlotSpeculation)."""
 
     def __init__(self, backend: DecodeBackend, *, batch_size: int, prefill_chunk_busy: int,
-                 queue_size: int, close_tokens: list[int]):
+                 queue_size: int, close_tokens: list[int], spec: SpecConfig | None = None):
         self.backend = backend
+        self.spec = spec or SpecConfig()
         self.ctx_per_slot = backend.ctx_per_seq
         self.batch_size = batch_size
         self.prefill_chunk_busy = prefill_chunk_busy
@@ -177,14 +204,18 @@ class Scheduler:
             self._decode_failed(status, feeds)
             return
         now = time.monotonic()
-        for slot, chunk, logits_index in feeds:
-            slot.cached.extend(chunk)
-            del slot.pending[: len(chunk)]
+        for feed in feeds:
+            slot = feed.slot
+            slot.cached.extend(feed.tokens)
+            del slot.pending[: len(feed.tokens)]
             slot.last_used = now
-            if logits_index is not None and slot.job is not None:
+            if feed.logits_index is not None and slot.job is not None:
                 if slot.job.prefill_done_at is None:
                     slot.job.prefill_done_at = now
-                token = slot.job.sample(self.backend, logits_index)
+                if feed.drafts:
+                    self._verify(slot, feed)
+                    continue
+                token = slot.job.sample(self.backend, feed.logits_index)
                 if token is None:
                     self._start_draw(slot, slot.job)
                 else:
@@ -304,14 +335,18 @@ class Scheduler:
             elif now >= job.deadline:
                 self._finish(slot, FinishReason.TIMEOUT, clear_kv=True)
 
-    def _build_batch(self) -> list[tuple[Slot, list[int], int | None]]:
-        """Fill the batch; returns (slot, tokens fed, logits index or None) per slot."""
+    def _build_batch(self) -> list[Feed]:
+        """Fill the batch: every generating slot's input (and drafts while there is room),
+        then prompt chunks."""
         self.batch.clear()
-        feeds: list[tuple[Slot, list[int], int | None]] = []
+        feeds: list[Feed] = []
         active = [s for s in self.slots if s.job is not None and s.pending]
         generating = [s for s in active if not s.prefilling]
         prefilling = sorted((s for s in active if s.prefilling), key=lambda s: s.job.admitted_at)
         budget = self.batch_size
+        # Room for drafts: what the generating slots leave of spec.batch_tokens. With many
+        # slots generating the step is already as large as pays, and nobody drafts.
+        draft_room = self.spec.batch_tokens - sum(len(s.pending) for s in generating)
         for slot in generating + prefilling:
             if budget <= 0:
                 break
@@ -328,15 +363,58 @@ class Scheduler:
                 if want:
                     logits_index = index
             budget -= take
-            feeds.append((slot, chunk, logits_index))
+            drafts: list[int] = []
+            job = slot.job
+            if (draft_room > 0 and job.spec is not None and not slot.prefilling
+                    and logits_index is not None and take == 1):
+                # Every draft position must fit the slot, and drafting past the request's
+                # token limit is work thrown away.
+                limit = min(draft_room, budget, self.ctx_per_slot - base - 2,
+                            job.max_new_tokens - job.n_generated - 1)
+                drafts = job.spec.propose(slot.cached, slot.pending, limit)
+                for j, token in enumerate(drafts):
+                    self.batch.add(token, base + 1 + j, slot.seq, True)
+                draft_room -= len(drafts)
+                budget -= len(drafts)
+            feeds.append(Feed(slot, chunk, logits_index, drafts))
         return feeds
 
-    def _decode_failed(self, status: int, feeds: list[tuple[Slot, list[int], int | None]]) -> None:
+    def _verify(self, slot: Slot, feed: Feed) -> None:
+        """Sample at the real token, then at each draft in turn while the sampler keeps drawing
+        exactly the drafted token: each accepted draft is already in the KV at the right
+        position, and the token sampled at the last kept position is the step's bonus. The
+        chain draws in order with its own state (penalties, RNG), so greedy output is the
+        plain one and a sampled request keeps its distribution. Rejected drafts leave the KV."""
+        job = slot.job
+        assert job is not None and job.spec is not None
+        drafts = feed.drafts
+        written = len(slot.cached) + len(drafts)  # positions this feed left in the KV
+        index = feed.logits_index
+        accepted = 0
+        while True:
+            token = job.sample(self.backend, index)
+            assert token is not None  # speculating jobs have no grammar, so draws are fast
+            self._on_token(slot, token)
+            # Stop at the first disagreement, or when the job ended or the thinking budget /
+            # loop guard forced the think block closed (the drafts assumed neither).
+            if (slot.job is not job or len(slot.pending) != 1 or accepted == len(drafts)
+                    or token != drafts[accepted]):
+                break
+            slot.cached.append(token)
+            slot.pending = []
+            accepted += 1
+            index += 1
+        job.spec.record(len(drafts), accepted)
+        if len(slot.cached) < written:
+            self.backend.remove(slot.seq, len(slot.cached), -1)
+
+    def _decode_failed(self, status: int, feeds: list[Feed]) -> None:
         # Positions are bounded per slot, so this means llama.cpp itself failed (status 1: no
         # KV room, 2: aborted, <0: error). Fail only the requests in this batch.
         message = f"llama_decode failed with status {status}"
         log.error(message)
-        for slot, _chunk, _index in feeds:
+        for feed in feeds:
+            slot = feed.slot
             if slot.job is not None:
                 self._finish(slot, FinishReason.ERROR, error=message, clear_kv=True)
 

@@ -23,6 +23,8 @@ from vibe_edge.defaults import (
     DEFAULT_GPU_CTX_CAP,
     DEFAULT_GPU_SLOTS,
     DEFAULT_JETSON_SLOTS,
+    DEFAULT_SPEC_BATCH_TOKENS_CPU,
+    DEFAULT_SPEC_BATCH_TOKENS_GPU,
     KV_BYTES_PER_ELEMENT,
     MIN_PLANNED_CTX_PER_SLOT,
 )
@@ -105,6 +107,7 @@ class Plan:
     kv_type: str
     flash_attn: bool
     batch_size: int
+    spec_batch_tokens: int  # speculative drafts only while a step holds fewer tokens
     prefer_quant: str
     memory: MemoryEstimate
     decisions: tuple[Decision, ...]
@@ -306,6 +309,14 @@ def make_plan(hw: HardwareInfo, model: GGUFFacts | None = None, *, threads: int 
                                "materializing the attention scores for long contexts")
     decide("batch_size", batch_size, "prompt tokens evaluated per step"
            + (" (default)" if batch_size == DEFAULT_BATCH_SIZE else ""))
+    on_gpu = device != "cpu" and gpu_layers != 0
+    spec_batch_tokens = DEFAULT_SPEC_BATCH_TOKENS_GPU if on_gpu else DEFAULT_SPEC_BATCH_TOKENS_CPU
+    decide("spec_batch_tokens", spec_batch_tokens,
+           "speculative drafts fill a step up to this many tokens: a GPU step is memory-bound and "
+           "costs about the same for 16 tokens as for 1" if on_gpu else
+           "speculative drafts fill a step up to this many tokens: on a CPU a step of 4 tokens "
+           "costs about 2x one token and each token past that about as much as a whole step, so "
+           "drafting backs off when several slots generate")
 
     weights = shape.weights_bytes
     kv_bytes = n_slots * ctx * shape.kv_bytes_per_token(kv)
@@ -322,7 +333,8 @@ def make_plan(hw: HardwareInfo, model: GGUFFacts | None = None, *, threads: int 
 
     return Plan(model=shape.name, model_quant=shape.quant, threads=threads, threads_batch=threads_batch,
                 gpu_layers=gpu_layers, n_slots=n_slots, ctx_per_slot=ctx, kv_type=kv,
-                flash_attn=True, batch_size=batch_size, prefer_quant=prefer_quant, memory=memory,
+                flash_attn=True, batch_size=batch_size, spec_batch_tokens=spec_batch_tokens,
+                prefer_quant=prefer_quant, memory=memory,
                 decisions=tuple(decisions), warnings=tuple(warnings))
 
 

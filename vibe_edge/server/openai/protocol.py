@@ -167,6 +167,9 @@ class Timings(_Wire):
     completion_tokens: int | None = None
     prefill_tps: float | None = None
     decode_tps: float | None = None
+    draft_tokens: int | None = None     # speculative decoding: proposed,
+    accepted_tokens: int | None = None  # accepted,
+    acceptance: float | None = None     # and their ratio (None: nothing drafted)
 
     @classmethod
     def of(cls, stats: RequestStats) -> Timings:
