@@ -189,10 +189,12 @@ class SampleGroup:
         with self._lock:
             if self.voting:
                 self.tally.add_result(index, result)
+                # Samples not counted yet still count as running for the decision (they may hold
+                # an answer), but one the scheduler has finished already is not cancelled.
                 running = self.tally.running
                 if running and self.tally.decided():
                     for i in running:
-                        if not self.handles[i].cancel_requested:
+                        if self.results[i] is None and not self.handles[i].cancel_requested:
                             self.early_stopped.append(i)
                             self.handles[i].cancel()
             self._counted += 1
@@ -202,7 +204,9 @@ class SampleGroup:
     def _final(self) -> GenerationResult:
         results = [r for r in self.results]
         assert all(r is not None for r in results)
-        outcome = self.tally.outcome(self.early_stopped) if self.voting else None
+        # A sample that ended by itself while its cancel was on the way was not stopped early.
+        stopped = [i for i in self.early_stopped if results[i].finish_reason is FinishReason.CANCELLED]
+        outcome = self.tally.outcome(stopped) if self.voting else None
         chosen = results[0]
         if outcome is not None and outcome.winner is not None:
             chosen = results[outcome.winner.samples[0]]
