@@ -150,7 +150,8 @@ class GenerationRequest:
     copied into the other samples' slots; each sample draws with its own seed (seed + i when a
     seed is given). They share the deadline and cancellation. n may not exceed the engine's
     slots. vote: pick the majority final answer over the samples (engine/samples.py), stopping
-    the rest early once they can no longer change the winner.
+    the rest early once they can no longer change the winner. seeds: one seed per sample, in
+    place of seed + i (the eval derives each sample's seed from its problem and number).
     """
 
     prompt: str | None = None
@@ -163,6 +164,7 @@ class GenerationRequest:
     request_id: str = field(default_factory=_next_request_id)
     n: int = 1
     vote: bool = False
+    seeds: Sequence[int] | None = None
 
     def validate(self) -> None:
         if (self.prompt is None) == (self.messages is None):
@@ -170,6 +172,11 @@ class GenerationRequest:
         if not isinstance(self.n, int) or isinstance(self.n, bool) or not 1 <= self.n <= MAX_SAMPLES:
             raise InvalidRequest(f"n must be an integer from 1 to {MAX_SAMPLES}, got {self.n!r}",
                                  param="n")
+        if self.seeds is not None and (
+                len(self.seeds) != self.n
+                or any(not isinstance(s, int) or not 0 <= s < 2**32 for s in self.seeds)):
+            raise InvalidRequest(f"seeds must be {self.n} integers in [0, 2^32), one per sample",
+                                 param="seeds")
         if self.max_tokens is not None and (not isinstance(self.max_tokens, int) or self.max_tokens < 1):
             raise InvalidRequest(f"max_tokens must be a positive integer, got {self.max_tokens!r}",
                                  param="max_tokens")

@@ -260,7 +260,8 @@ class Engine:
         jobs: list[Job] = []
         try:
             for i in range(request.n):
-                samplers = self._samplers(sampling, (seed + i) % 2**32, start_in_reasoning)
+                own = request.seeds[i] if request.seeds is not None else (seed + i) % 2**32
+                samplers = self._samplers(sampling, own, start_in_reasoning)
                 jobs.append(Job(
                     request=request,
                     handle=handle if group is None else group.handles[i],
