@@ -84,6 +84,9 @@ def test_more_samples_than_slots_is_refused(engine):
     assert info.value.param == "n"
     with pytest.raises(InvalidRequest):
         engine.submit(GenerationRequest(prompt=PROMPT, n=0))
+    with pytest.raises(InvalidRequest) as info:
+        engine.submit(GenerationRequest(prompt=PROMPT, n=2, seeds=[1]))
+    assert info.value.param == "seeds"
 
 
 def test_vote_on_the_demo_model_carries_a_winner_and_every_answer(engine):
