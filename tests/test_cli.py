@@ -36,6 +36,20 @@ def test_run_streams_an_answer_on_the_demo_model():
     assert "TTFT" in done.stderr and "finished:" in done.stderr
 
 
+def test_run_samples_with_a_vote_prints_a_line_per_sample_then_the_winner_and_tally():
+    done = vibe("run", "--model", "demo", "--preset", "general", "--temperature", "0",
+                "--max-tokens", "12", "--samples", "3", "--vote", "--json", "What is 2+2?")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert sorted(line.split(":")[0] for line in lines if line.startswith("sample ")) == \
+        ["sample 0", "sample 1", "sample 2"]
+    assert any(line.startswith("winner: ") and "3 of 3 votes" in line for line in lines)
+    assert any(line.startswith("tally: ") for line in lines)
+    report = json.loads(done.stdout[done.stdout.index("\n{") + 1:])
+    assert len(report["samples"]) == 3 and report["vote"]["winner_samples"] == [0, 1, 2]
+    assert [s["stats"]["prompt_tokens"] - s["stats"]["cached_tokens"] for s in report["samples"]][1:] == [0, 0]
+
+
 def test_run_without_a_model_uses_the_demo_and_says_so():
     done = vibe("run", "--preset", "general", "--max-tokens", "4", "Hi")
     assert done.returncode == 0, done.stderr

@@ -69,6 +69,8 @@ DEFAULT_ANSWER_RESERVE = 1024
 (or the slot's context) is near: a reasoning model that runs out mid-thought answers nothing.
 Small limits reserve a quarter instead (see types.thinking_budget_ceiling)."""
 MAX_STOP_STRINGS = 16
+MAX_SAMPLES = 64
+"""`n` samples per request at most (the engine also refuses more than its slots)."""
 NO_THINKING = 0
 """Thinking budget as users write it (flags, config, HTTP, the chat), as llama.cpp's
 --reasoning-budget: 0 is no thinking at all..."""

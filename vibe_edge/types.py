@@ -9,6 +9,10 @@ request is:
 
 `Finished` always comes last, exactly once, whatever happened (stop, length, cancel, timeout,
 an engine error), so a consumer can loop until it sees it.
+
+A request for `n` > 1 samples streams all of them on one handle: each sample has its own
+`Started`, deltas and notices (their `sample` field says whose) and a `SampleFinished`; the one
+`Finished` comes after the last of them and carries every sample's result (and the vote).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from vibe_edge.defaults import (
     DEFAULT_SPEC_MAX_DRAFT,
     DEFAULT_SPEC_NGRAM_MAX,
     DEFAULT_SPEC_NGRAM_MIN,
+    MAX_SAMPLES,
     MAX_SPEC_DRAFT,
     MAX_SPEC_NGRAM,
     MAX_STOP_STRINGS,
@@ -152,6 +157,13 @@ class GenerationRequest:
     messages are OpenAI-style dicts ({"role", "content"}) rendered with the model's own chat
     template. max_tokens None means "until the slot's context is full". deadline_s counts from
     submission; None takes the engine's default.
+
+    n: samples of this one prompt (self-consistency). The prompt is evaluated once and its KV
+    copied into the other samples' slots; each sample draws with its own seed (seed + i when a
+    seed is given). They share the deadline and cancellation. n may not exceed the engine's
+    slots. vote: pick the majority final answer over the samples (engine/samples.py), stopping
+    the rest early once they can no longer change the winner. seeds: one seed per sample, in
+    place of seed + i (the eval derives each sample's seed from its problem and number).
     """
 
     prompt: str | None = None
@@ -164,10 +176,21 @@ class GenerationRequest:
     # Speculative decoding for this request: None follows the engine's SpecConfig.enabled.
     speculative: bool | None = None
     request_id: str = field(default_factory=_next_request_id)
+    n: int = 1
+    vote: bool = False
+    seeds: Sequence[int] | None = None
 
     def validate(self) -> None:
         if (self.prompt is None) == (self.messages is None):
             raise InvalidRequest("give exactly one of prompt or messages", param="messages")
+        if not isinstance(self.n, int) or isinstance(self.n, bool) or not 1 <= self.n <= MAX_SAMPLES:
+            raise InvalidRequest(f"n must be an integer from 1 to {MAX_SAMPLES}, got {self.n!r}",
+                                 param="n")
+        if self.seeds is not None and (
+                len(self.seeds) != self.n
+                or any(not isinstance(s, int) or not 0 <= s < 2**32 for s in self.seeds)):
+            raise InvalidRequest(f"seeds must be {self.n} integers in [0, 2^32), one per sample",
+                                 param="seeds")
         if self.max_tokens is not None and (not isinstance(self.max_tokens, int) or self.max_tokens < 1):
             raise InvalidRequest(f"max_tokens must be a positive integer, got {self.max_tokens!r}",
                                  param="max_tokens")
@@ -280,6 +303,58 @@ class GenerationResult:
     reasoning_end: ReasoningEnd | None = None
     boxed: str | None = None  # the last \boxed{...} of the answer
     error: str | None = None
+    sample: int = 0  # which of the request's samples this is
+    # n > 1: every sample's result, by sample index (the fields above are those of the winner
+    # when voting, else of sample 0), and the vote when one was asked for.
+    samples: list[GenerationResult] | None = None
+    vote: VoteOutcome | None = None
+
+
+@dataclass
+class VoteGroup:
+    """Samples whose final answers are equivalent; `answer` is how the first of them wrote it."""
+
+    answer: str
+    samples: list[int]
+    mean_reasoning_tokens: float
+
+    @property
+    def votes(self) -> int:
+        return len(self.samples)
+
+
+@dataclass
+class VoteOutcome:
+    """A majority vote over a request's samples (engine/samples.py has the rules).
+
+    groups: most votes first (ties: shortest mean reasoning, then lowest sample index), so
+    groups[0] is the winner. answers: each sample's final answer (None: it did not vote).
+    early_stopped: samples cancelled because they could no longer change the winner.
+    """
+
+    groups: list[VoteGroup]
+    answers: list[str | None]
+    early_stopped: list[int] = field(default_factory=list)
+
+    @property
+    def winner(self) -> VoteGroup | None:
+        return self.groups[0] if self.groups else None
+
+    def tally(self) -> dict[str, int]:
+        return {g.answer: g.votes for g in self.groups}
+
+    def to_dict(self) -> dict[str, Any]:
+        winner = self.winner
+        return {
+            "winner": None if winner is None else winner.answer,
+            "winner_samples": [] if winner is None else list(winner.samples),
+            "groups": [{"answer": g.answer, "votes": g.votes, "samples": list(g.samples),
+                        "mean_reasoning_tokens": round(g.mean_reasoning_tokens, 1)}
+                       for g in self.groups],
+            "answers": list(self.answers),
+            "abstained": [i for i, a in enumerate(self.answers) if a is None],
+            "early_stopped": list(self.early_stopped),
+        }
 
 
 @dataclass(frozen=True)
@@ -290,6 +365,7 @@ class Started:
     slot: int
     prompt_tokens: int
     cached_tokens: int
+    sample: int = 0
 
 
 @dataclass(frozen=True)
@@ -297,6 +373,7 @@ class TextDelta:
     request_id: str
     channel: Channel
     text: str
+    sample: int = 0
 
 
 @dataclass(frozen=True)
@@ -310,6 +387,16 @@ class Notice:
     request_id: str
     code: str
     message: str
+    sample: int = 0
+
+
+@dataclass(frozen=True)
+class SampleFinished:
+    """One sample of an n > 1 request ended (the request goes on until its Finished)."""
+
+    request_id: str
+    result: GenerationResult
+    sample: int = 0
 
 
 @dataclass(frozen=True)
@@ -318,7 +405,7 @@ class Finished:
     result: GenerationResult
 
 
-Event = Started | TextDelta | Notice | Finished
+Event = Started | TextDelta | Notice | SampleFinished | Finished
 
 
 # -- the engine as its users see it ---------------------------------------------------------------

@@ -104,3 +104,22 @@ def test_resume_skips_exactly_the_recorded_keys():
     assert len(items) == 3 * 2 * 2 - 2
     assert ("gsm8k-test-1", None, 0) not in keys and ("gsm8k-test-2", 512, 1) not in keys
     assert [i.thinking_budget for i in items[:6]] == [None] * 5 + [512]  # budget-major order
+
+
+def test_the_samples_of_a_problem_share_one_prefill_and_keep_their_own_seeds(engine):
+    task = load_task("gsm8k")
+    problems = select_problems(task.problems, limit=2)
+    plan = RequestPlan(preset=get_preset("math"), max_tokens=12, seed=3)
+    run = EvalRun(task=task, plan=plan, items=plan_work(problems, samples=3, task=task.name))
+    progress = run_eval(engine, run)
+    assert progress.done == 6 and not progress.interrupted
+    for problem in problems:
+        records = sorted((r for r in run.records if r["id"] == problem.id), key=lambda r: r["sample"])
+        assert [r["sample"] for r in records] == [0, 1, 2]
+        evaluated = [r["stats"]["prompt_tokens"] - r["stats"]["cached_tokens"] for r in records]
+        assert evaluated[1:] == [0, 0], "the prompt is evaluated once per problem"
+        # Sample 2 drew with its own seed: the same output as that sample alone.
+        request, _ = request_for(plan, task, problem, sample=2, thinking_budget=None,
+                                 ctx_per_slot=engine.info.ctx_per_slot)
+        assert request.sampling.seed == sample_seed(3, problem.id, 2)
+        assert engine.generate(request, timeout=120).text == records[2]["output"]

@@ -46,7 +46,8 @@ def assert_openai_error(reply: httpx.Response, status: int, code: str | None = N
     ({**HELLO, "top_p": 1.5}, "top_p"),
     ({**HELLO, "max_tokens": 0}, "max_tokens"),
     ({**HELLO, "max_tokens": -5}, "max_tokens"),
-    ({**HELLO, "n": 3}, "n"),
+    ({**HELLO, "n": 5}, "n"),  # more samples than the server's 4 slots
+    ({**HELLO, "n": 0}, "n"),
     ({**HELLO, "logprobs": True}, "logprobs"),
     ({**HELLO, "tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
     ({**HELLO, "stop": ["a"] * 17}, "stop"),

@@ -23,15 +23,18 @@ from vibe_edge.types import (
     ReasoningOptions,
     RequestStats,
     RequestStream,
+    SampleFinished,
     SamplingParams,
     Started,
     StructuredOutput,
     TextDelta,
+    VoteGroup,
+    VoteOutcome,
 )
 
 __all__ = [
     "Engine", "EngineAPI", "EngineConfig", "EngineStatus", "Event", "EventStream", "Finished",
     "FinishReason", "GenerationRequest", "GenerationResult", "ModelInfo", "Notice", "ReasoningEnd",
-    "ReasoningOptions", "RequestHandle", "RequestStats", "RequestStream", "SamplingParams",
-    "Started", "StructuredOutput", "TextDelta", "supports_gpu_offload",
+    "ReasoningOptions", "RequestHandle", "RequestStats", "RequestStream", "SampleFinished", "SamplingParams",
+    "Started", "StructuredOutput", "TextDelta", "VoteGroup", "VoteOutcome", "supports_gpu_offload",
 ]

@@ -40,6 +40,7 @@ from vibe_edge.engine.backend import LlamaBackend
 from vibe_edge.engine.grammar import grammar_for
 from vibe_edge.engine.handle import RequestHandle
 from vibe_edge.engine.job import Job
+from vibe_edge.engine.samples import SampleGroup, vote_pool
 from vibe_edge.engine.scheduler import THINK_CLOSE_TEXT, Scheduler
 from vibe_edge.engine.speculate import SlotSpeculation
 from vibe_edge.errors import ContextLengthExceeded, EngineClosed, InvalidRequest, SettingsError
@@ -193,6 +194,11 @@ class Engine:
         """Queue a request. Raises InvalidRequest, ContextLengthExceeded, EngineBusy or
         EngineClosed at once; otherwise returns a handle that streams its events."""
         request.validate()
+        if request.n > self.config.n_slots:
+            raise InvalidRequest(
+                f"n = {request.n} samples need {request.n} slots at once; this engine has "
+                f"{self.config.n_slots}", hint="ask for fewer samples, or start with more --slots",
+                param="n")
         self._check_size(request)
         with self._submits.enter():
             return self._submit(request)
@@ -247,32 +253,46 @@ class Engine:
         sampling = request.sampling
         if sampling.structured_output is not None:
             sampling = replace(sampling, grammar=grammar_for(sampling), structured_output=None)
+        # seed + i per sample: a seeded request is repeatable, and its samples still differ.
         seed = sampling.seed if sampling.seed is not None else random.getrandbits(32)
-        samplers = self._samplers(sampling, seed, start_in_reasoning)
         advisory = cjk_advisory(_last_user_text(request))
         if advisory:
             notices.append(("cjk_prompt", advisory))
         timeout = request.deadline_s or self.config.request_timeout_s
+        deadline = time.monotonic() + timeout
         handle = RequestHandle(request.request_id, on_cancel=self._scheduler.wake)
         speculative = self.config.spec.enabled if request.speculative is None else request.speculative
-        job = Job(
-            request=request,
-            handle=handle,
-            prompt_tokens=tokens,
-            sampler=samplers[0],
-            answer_sampler=samplers[1],
-            think_open=self._think_open,
-            max_new_tokens=min(request.max_tokens or room, room),
-            deadline=time.monotonic() + timeout,
-            start_in_reasoning=start_in_reasoning,
-            reasoning_end=reasoning_end,
-            notices=notices,
-            spec=SlotSpeculation(self.config.spec) if speculative and not sampling.grammar else None,
-        )
+        group = None
+        if request.n > 1:
+            group = SampleGroup(handle, request.n, vote=request.vote, wake=self._scheduler.wake,
+                                pool=vote_pool() if request.vote else None)
+        jobs: list[Job] = []
         try:
-            self._scheduler.submit(job)
+            for i in range(request.n):
+                own = request.seeds[i] if request.seeds is not None else (seed + i) % 2**32
+                samplers = self._samplers(sampling, own, start_in_reasoning)
+                jobs.append(Job(
+                    request=request,
+                    handle=handle if group is None else group.handles[i],
+                    prompt_tokens=tokens,
+                    sampler=samplers[0],
+                    answer_sampler=samplers[1],
+                    think_open=self._think_open,
+                    max_new_tokens=min(request.max_tokens or room, room),
+                    deadline=deadline,
+                    start_in_reasoning=start_in_reasoning,
+                    reasoning_end=reasoning_end,
+                    notices=notices if i == 0 else [],  # said once, by the leading sample
+                    group=group,
+                    sample_index=i,
+                    spec=SlotSpeculation(self.config.spec) if speculative and not sampling.grammar else None,
+                ))
+            if group is not None:
+                group.jobs = jobs
+            self._scheduler.submit(jobs[0])
         except Exception:
-            job.close_samplers()
+            for job in jobs:
+                job.close_samplers()
             raise
         return handle
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from vibe_edge.engine.backend import DecodeBackend, TokenSampler
 from vibe_edge.engine.detokenize import Detokenizer, StopMatcher
 from vibe_edge.engine.handle import RequestHandle
+from vibe_edge.engine.samples import SampleGroup, SampleHandle
 from vibe_edge.engine.speculate import SlotSpeculation
 from vibe_edge.text.boxed import extract_boxed
 from vibe_edge.text.loop_guard import LoopGuard
@@ -40,7 +41,7 @@ def effective_thinking_budget(asked: int | None, max_new_tokens: int) -> int:
 @dataclass
 class Job:
     request: GenerationRequest
-    handle: RequestHandle
+    handle: RequestHandle | SampleHandle
     prompt_tokens: list[int]
     sampler: TokenSampler
     max_new_tokens: int
@@ -56,6 +57,10 @@ class Job:
     # would have to be checked against it token by token, and structured answers are short).
     spec: SlotSpeculation | None = None
     submitted_at: float = field(default_factory=time.monotonic)
+    # One of n samples (engine/samples.py): the group, and this sample's index (0 leads: it is
+    # queued, prefills the prompt, and the others start from a copy of its KV).
+    group: SampleGroup | None = None
+    sample_index: int = 0
 
     # Filled in by the scheduler.
     admitted_at: float | None = None
@@ -85,6 +90,17 @@ class Job:
     @property
     def id(self) -> str:
         return self.request.request_id
+
+    @property
+    def slots_needed(self) -> int:
+        return 1 if self.group is None else self.group.n
+
+    @property
+    def followers(self) -> list[Job]:
+        """The other samples of a group this job leads (they wait for its prefill)."""
+        if self.group is None or self.sample_index != 0:
+            return []
+        return self.group.jobs[1:]
 
     # -- sampling -------------------------------------------------------------------------------
     def sample(self, backend: DecodeBackend, index: int) -> int | None:
@@ -201,7 +217,8 @@ class Job:
         if self.admitted_at is not None and self.prefill_done_at is not None:
             evaluated = len(self.prompt_tokens) - self.cached_tokens
             elapsed = self.prefill_done_at - self.admitted_at
-            stats.prefill_tps = evaluated / elapsed if elapsed > 0 else None
+            # A sample that started from another's KV evaluated nothing: no rate to report.
+            stats.prefill_tps = evaluated / elapsed if elapsed > 0 and evaluated > 0 else None
         if self.first_token_at is not None and self.n_generated > 1:
             elapsed = now - self.first_token_at
             stats.decode_tps = (self.n_generated - 1) / elapsed if elapsed > 0 else None

@@ -212,6 +212,7 @@ class Scheduler:
             if feed.logits_index is not None and slot.job is not None:
                 if slot.job.prefill_done_at is None:
                     slot.job.prefill_done_at = now
+                    self._fork_samples(slot, feed.logits_index)
                 if feed.drafts:
                     self._verify(slot, feed)
                     continue
@@ -265,18 +266,70 @@ class Scheduler:
                 free = [s for s in self.slots if s.job is None]
                 if not free or not self._queue:
                     return
-                job = self._queue.popleft()
+                job = self._queue[0]
                 now = time.monotonic()
                 gone = (FinishReason.CANCELLED if job.handle.cancel_requested
                         else FinishReason.TIMEOUT if now >= job.deadline else None)
+                if gone is None and len(free) < job.slots_needed:
+                    return  # a group of samples waits for all its slots; nobody overtakes it
+                self._queue.popleft()
+                admitted = [job]
                 if gone is None:
-                    self._assign(self._pick_slot(free, job.prompt_tokens), job, now)
+                    slot = self._pick_slot(free, job.prompt_tokens)
+                    self._assign(slot, job, now)
+                    admitted += self._hold_followers(job, [s for s in free if s is not slot], now)
             if gone is not None:
                 _finish_unadmitted(job, gone)
                 continue
-            job.emit(Started(job.id, job.slot_seq, len(job.prompt_tokens), job.cached_tokens))
+            for started in admitted:
+                started.emit(Started(started.id, started.slot_seq, len(started.prompt_tokens),
+                                     started.cached_tokens))
             for code, message in job.notices:
                 job.notice(code, message)
+
+    def _hold_followers(self, job: Job, free: list[Slot], now: float) -> list[Job]:
+        """Give a group's other samples their slots: they feed nothing until the leader's
+        prefill is done, then start from a copy of its KV (_fork_samples). Empty slots first,
+        then the least recently used, so other conversations' caches survive longest."""
+        followers = job.followers
+        free = sorted(free, key=lambda s: (bool(s.cached), s.last_used))
+        for follower, slot in zip(followers, free):
+            slot.pending = []
+            slot.job = follower
+            follower.slot_seq = slot.seq
+            follower.admitted_at = now
+        return followers
+
+    def _fork_samples(self, slot: Slot, logits_index: int) -> None:
+        """The leader of a group has its whole prompt in the KV: copy it into each follower's
+        slot and draw each follower's first token from the leader's own logits (the same
+        distribution a fresh prefill gives), each with its own sampler."""
+        leader = slot.job
+        assert leader is not None
+        for follower in leader.followers:
+            dest = self.slots[follower.slot_seq]
+            if dest.job is not follower:
+                continue  # it ended already (cancelled, timed out)
+            self.backend.copy(slot.seq, dest.seq)  # replaces all of dest's KV
+            dest.cached = list(slot.cached)
+            dest.last_used = slot.last_used
+            follower.cached_tokens = len(follower.prompt_tokens)
+            follower.prefill_done_at = leader.prefill_done_at
+            token = follower.sample(self.backend, logits_index)
+            if token is None:
+                self._start_draw(dest, follower)
+            else:
+                self._on_token(dest, token)
+
+    def _drop_orphans(self, job: Job, reason: FinishReason, error: str | None) -> None:
+        """A group's leader ended before its prompt was in: its followers have nothing to start
+        from, so they end the same way."""
+        if job.prefill_done_at is not None:
+            return
+        for follower in job.followers:
+            dest = self.slots[follower.slot_seq] if follower.slot_seq >= 0 else None
+            if dest is not None and dest.job is follower:
+                self._finish(dest, reason, error=error, clear_kv=True)
 
     def _assign(self, slot: Slot, job: Job, now: float) -> None:
         # Reuse the cached prefix, but always evaluate at least the last prompt token: its
@@ -484,6 +537,7 @@ class Scheduler:
             slot.cached = []
         job.flush_text()
         job.finish(reason, error)
+        self._drop_orphans(job, reason, error)
 
 
 def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
@@ -495,7 +549,10 @@ def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 def _finish_unadmitted(job: Job, reason: FinishReason) -> None:
-    """A job that never got a slot still gets its one Finished event."""
+    """A job that never got a slot still gets its one Finished event (and so do the other
+    samples of a group it leads: they never got one either)."""
+    for follower in job.followers:
+        _finish_unadmitted(follower, reason)
     job.close_samplers()
     stats = RequestStats(queue_ms=1000 * (time.monotonic() - job.submitted_at),
                          total_ms=1000 * (time.monotonic() - job.submitted_at),

@@ -1,8 +1,10 @@
 """The eval loop: every (problem, thinking budget, sample) through the engine, all slots busy.
 
-It is a batch job. The runner keeps `n_slots + headroom` requests submitted (the headroom sits
+It is a batch job. The runner keeps `n_slots + headroom` samples submitted (the headroom sits
 in the engine's queue, so a slot that frees is refilled at once, without the whole set queued
-against the engine's deadline), grades each result as it arrives (math on this thread, code in
+against the engine's deadline). The samples of one problem and budget go as one engine request
+of n samples (at most the slot count), so the problem's prompt is evaluated once; each sample
+keeps its own seed (`sample_seed`), the one it would have alone. grades each result as it arrives (math on this thread, code in
 a worker thread because the sandbox takes seconds), and writes each graded sample to the
 results file before anything else happens. Ctrl-C (or `stop()`) cancels what is generating and
 keeps what is written; `--resume` runs only what the file lacks.
@@ -28,7 +30,7 @@ from vibe_edge.types import EngineAPI, FinishReason, GenerationResult, RequestSt
 from vibe_edge.errors import EngineBusy, VibeEdgeError
 from vibe_edge.eval.datasets import Problem, Task
 from vibe_edge.eval.graders import grade_code, grade_math
-from vibe_edge.eval.prompts import RequestPlan, request_for
+from vibe_edge.eval.prompts import RequestPlan, request_for, sample_seed
 from vibe_edge.eval.results import ResultsWriter
 from vibe_edge.eval.sandbox import SandboxLimits
 from vibe_edge.eval.types import Verdict
@@ -165,7 +167,7 @@ class _Runner:
         self.engine, self.run, self.progress = engine, run, progress
         self.on_progress, self.stop = on_progress, stop
         self.pending = deque(run.items)
-        self.generating: dict[asyncio.Task, tuple[WorkItem, list, float, RequestStream]] = {}
+        self.generating: dict[asyncio.Task, tuple[list[WorkItem], list, float, RequestStream]] = {}
         self.grading: dict[asyncio.Future, tuple[WorkItem, list, GenerationResult, float]] = {}
         self.pool = concurrent.futures.ThreadPoolExecutor(GRADER_THREADS, thread_name_prefix="eval-grader")
         self.t0 = time.monotonic()
@@ -175,7 +177,7 @@ class _Runner:
         now = time.monotonic()
         if self.on_progress is not None and (force or now - self._last_report >= PROGRESS_INTERVAL_S):
             self._last_report = now
-            self.progress.running = len(self.generating)
+            self.progress.running = self._samples_running()
             self.on_progress(self.progress)
 
     async def _consume(self, handle: RequestStream) -> GenerationResult:
@@ -198,25 +200,44 @@ class _Runner:
             self.progress.tokens += result.stats.completion_tokens
         self._report(force=True)
 
+    def _samples_running(self) -> int:
+        return sum(len(items) for items, _, _, _ in self.generating.values())
+
+    def _take_group(self) -> list[WorkItem]:
+        """The next pending items of one problem and budget (plan_work puts them together), at
+        most one per slot: they become one request of n samples."""
+        first = self.pending.popleft()
+        group = [first]
+        while (self.pending and len(group) < self.engine.info.n_slots
+               and self.pending[0].problem.id == first.problem.id
+               and self.pending[0].thinking_budget == first.thinking_budget):
+            group.append(self.pending.popleft())
+        return group
+
     def _fill(self) -> None:
         limit = self.engine.info.n_slots + self.run.headroom
-        while self.pending and len(self.generating) < limit and not self.stop.is_set():
-            item = self.pending.popleft()
+        while self.pending and self._samples_running() < limit and not self.stop.is_set():
+            items = self._take_group()
+            item = items[0]
             request, messages = request_for(self.run.plan, self.run.task, item.problem,
                                             sample=item.sample, thinking_budget=item.thinking_budget,
                                             ctx_per_slot=self.engine.info.ctx_per_slot)
+            if len(items) > 1:
+                request.n = len(items)
+                request.seeds = [sample_seed(self.run.plan.seed, i.problem.id, i.sample) for i in items]
             t_submit = time.monotonic() - self.t0
             try:
                 handle = self.engine.submit(request)
             except EngineBusy:
-                self.pending.appendleft(item)  # the queue is fuller than we thought: later
+                self.pending.extendleft(reversed(items))  # the queue is fuller than we thought: later
                 return
             except VibeEdgeError as exc:  # this problem cannot run (e.g. its prompt is too long)
-                self._finish(item, messages, None, Verdict(False, None, f"not run: {exc.message}"),
-                             t_submit, error=exc.message)
+                for one in items:
+                    self._finish(one, messages, None, Verdict(False, None, f"not run: {exc.message}"),
+                                 t_submit, error=exc.message)
                 continue
             task = asyncio.ensure_future(self._consume(handle))
-            self.generating[task] = (item, messages, t_submit, handle)
+            self.generating[task] = (items, messages, t_submit, handle)
 
     def _grade_now_or_later(self, item: WorkItem, messages: list, result: GenerationResult,
                             t_submit: float) -> None:
@@ -250,8 +271,10 @@ class _Runner:
                 finished = []
                 for fut in done:
                     if fut in self.generating:
-                        item, messages, t_submit, _ = self.generating.pop(fut)
-                        finished.append((item, messages, fut.result(), t_submit))
+                        items, messages, t_submit, _ = self.generating.pop(fut)
+                        result = fut.result()
+                        for item, one in zip(items, result.samples or [result]):
+                            finished.append((item, messages, one, t_submit))
                     else:
                         item, messages, result, t_submit = self.grading.pop(fut)
                         self._finish(item, messages, result, fut.result(), t_submit)

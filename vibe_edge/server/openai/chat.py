@@ -15,6 +15,8 @@ from vibe_edge.server.openai.protocol import (
     NoticeItem,
     Timings,
     Usage,
+    VoteInfo,
+    choice_order,
 )
 from vibe_edge.server.openai.serving import OpenAIServing, Prepared, new_id, refuse_unsupported
 from vibe_edge.types import GenerationResult, Notice
@@ -34,40 +36,49 @@ class OpenAIServingChat(OpenAIServing):
 
     def response(self, result: GenerationResult, prepared: Prepared, notices: list[Notice], *,
                  model: str) -> ChatCompletion:
-        message = ChatMessageOut(content=result.answer, reasoning_content=result.reasoning or None)
+        order = choice_order(result, winner_first=True)
+        samples = result.samples or [result]
+        choices = [ChatChoice(index=k, message=ChatMessageOut(content=samples[i].answer,
+                                                              reasoning_content=samples[i].reasoning or None),
+                              **ChatChoice.outcome(samples[i]))
+                   for k, i in enumerate(order)]
         return ChatCompletion(
-            id=result.request_id, created=int(time.time()), model=model,
-            choices=[ChatChoice(message=message, **ChatChoice.outcome(result))],
-            usage=Usage.of(result.stats), timings=Timings.of(result.stats),
-            notices=[NoticeItem.of(n) for n in notices])
+            id=result.request_id, created=int(time.time()), model=model, choices=choices,
+            usage=Usage.of_result(result), timings=Timings.of(result.stats),
+            notices=[NoticeItem.of(n) for n in notices], vote=VoteInfo.of(result, order))
 
     def chunks(self, prepared: Prepared, model: str) -> ChatChunks:
-        return ChatChunks(prepared.request.request_id, model)
+        return ChatChunks(prepared.request.request_id, model, prepared.request.n)
 
 
 class ChatChunks:
     """The chat.completion.chunk objects of one streamed request."""
 
-    def __init__(self, request_id: str, model: str):
+    def __init__(self, request_id: str, model: str, n: int = 1):
         self.id, self.model, self.created = request_id, model, int(time.time())
+        self.n = n
 
     def _chunk(self, choices: list[ChatChunkChoice], **extra: object) -> ChatCompletionChunk:
         return ChatCompletionChunk(id=self.id, created=self.created, model=self.model,
                                    choices=choices, **extra)
 
     def opening(self) -> list[ChatCompletionChunk]:
-        return [self._chunk([ChatChunkChoice(delta=Delta(role="assistant", content=""))])]
+        return [self._chunk([ChatChunkChoice(index=i, delta=Delta(role="assistant", content=""))
+                             for i in range(self.n)])]
 
-    def text(self, channel: str, text: str) -> ChatCompletionChunk:
+    def text(self, channel: str, text: str, index: int = 0) -> ChatCompletionChunk:
         delta = Delta(reasoning_content=text) if channel == "reasoning" else Delta(content=text)
-        return self._chunk([ChatChunkChoice(delta=delta)])
+        return self._chunk([ChatChunkChoice(index=index, delta=delta)])
 
     def notice(self, notice: Notice) -> ChatCompletionChunk:
-        return self._chunk([ChatChunkChoice()], notice=NoticeItem.of(notice))
+        return self._chunk([ChatChunkChoice(index=notice.sample)], notice=NoticeItem.of(notice))
 
-    def final(self, result: GenerationResult) -> ChatCompletionChunk:
-        return self._chunk([ChatChunkChoice(**ChatChunkChoice.outcome(result))],
+    def final(self, result: GenerationResult, index: int = 0) -> ChatCompletionChunk:
+        return self._chunk([ChatChunkChoice(index=index, **ChatChunkChoice.outcome(result))],
                            timings=Timings.of(result.stats))
 
     def usage(self, result: GenerationResult) -> ChatCompletionChunk:
-        return self._chunk([], usage=Usage.of(result.stats))
+        return self._chunk([], usage=Usage.of_result(result))
+
+    def vote(self, result: GenerationResult) -> ChatCompletionChunk:
+        return self._chunk([], vote=VoteInfo.of(result, choice_order(result, winner_first=False)))

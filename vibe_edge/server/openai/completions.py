@@ -12,6 +12,8 @@ from vibe_edge.server.openai.protocol import (
     TextCompletion,
     Timings,
     Usage,
+    VoteInfo,
+    choice_order,
 )
 from vibe_edge.server.openai.serving import OpenAIServing, Prepared, new_id, refuse_unsupported
 from vibe_edge.types import GenerationResult, Notice
@@ -38,43 +40,53 @@ class OpenAIServingCompletion(OpenAIServing):
 
     def response(self, result: GenerationResult, prepared: Prepared, notices: list[Notice], *,
                  model: str) -> TextCompletion:
-        choice = CompletionChoice(text=(prepared.echo_prompt or "") + result.answer,
-                                  reasoning_content=result.reasoning or None,
-                                  **CompletionChoice.outcome(result))
+        order = choice_order(result, winner_first=True)
+        samples = result.samples or [result]
+        choices = [CompletionChoice(index=k, text=(prepared.echo_prompt or "") + samples[i].answer,
+                                    reasoning_content=samples[i].reasoning or None,
+                                    **CompletionChoice.outcome(samples[i]))
+                   for k, i in enumerate(order)]
         return TextCompletion(
-            id=result.request_id, created=int(time.time()), model=model, choices=[choice],
-            usage=Usage.of(result.stats), timings=Timings.of(result.stats),
-            notices=[NoticeItem.of(n) for n in notices])
+            id=result.request_id, created=int(time.time()), model=model, choices=choices,
+            usage=Usage.of_result(result), timings=Timings.of(result.stats),
+            notices=[NoticeItem.of(n) for n in notices], vote=VoteInfo.of(result, order))
 
     def chunks(self, prepared: Prepared, model: str) -> CompletionChunks:
-        return CompletionChunks(prepared.request.request_id, model, prepared.echo_prompt)
+        return CompletionChunks(prepared.request.request_id, model, prepared.echo_prompt,
+                                prepared.request.n)
 
 
 class CompletionChunks:
     """The streamed text_completion objects of one request (the echoed prompt first)."""
 
-    def __init__(self, request_id: str, model: str, echo_prompt: str | None = None):
+    def __init__(self, request_id: str, model: str, echo_prompt: str | None = None, n: int = 1):
         self.id, self.model, self.created = request_id, model, int(time.time())
         self.echo_prompt = echo_prompt
+        self.n = n
 
     def _chunk(self, choices: list[CompletionChoice], **extra: object) -> TextCompletion:
         return TextCompletion(id=self.id, created=self.created, model=self.model, choices=choices,
                               **extra)
 
     def opening(self) -> list[TextCompletion]:
-        return [self.text("answer", self.echo_prompt)] if self.echo_prompt else []
+        if not self.echo_prompt:
+            return []
+        return [self.text("answer", self.echo_prompt, index) for index in range(self.n)]
 
-    def text(self, channel: str, text: str) -> TextCompletion:
+    def text(self, channel: str, text: str, index: int = 0) -> TextCompletion:
         if channel == "reasoning":
-            return self._chunk([CompletionChoice(text="", reasoning_content=text)])
-        return self._chunk([CompletionChoice(text=text)])
+            return self._chunk([CompletionChoice(index=index, text="", reasoning_content=text)])
+        return self._chunk([CompletionChoice(index=index, text=text)])
 
     def notice(self, notice: Notice) -> TextCompletion:
-        return self._chunk([CompletionChoice()], notice=NoticeItem.of(notice))
+        return self._chunk([CompletionChoice(index=notice.sample)], notice=NoticeItem.of(notice))
 
-    def final(self, result: GenerationResult) -> TextCompletion:
-        return self._chunk([CompletionChoice(**CompletionChoice.outcome(result))],
+    def final(self, result: GenerationResult, index: int = 0) -> TextCompletion:
+        return self._chunk([CompletionChoice(index=index, **CompletionChoice.outcome(result))],
                            timings=Timings.of(result.stats))
 
     def usage(self, result: GenerationResult) -> TextCompletion:
-        return self._chunk([], usage=Usage.of(result.stats))
+        return self._chunk([], usage=Usage.of_result(result))
+
+    def vote(self, result: GenerationResult) -> TextCompletion:
+        return self._chunk([], vote=VoteInfo.of(result, choice_order(result, winner_first=False)))

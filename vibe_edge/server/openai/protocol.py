@@ -10,10 +10,11 @@ extension is defined once: `reasoning_content` on messages and deltas, and on a 
 
 Requests: unknown fields are accepted and ignored (`extra="allow"`): clients send many optional
 OpenAI parameters (user, metadata, store, service_tier...) that change nothing here. Parameters
-that would change the answer but are not supported (n > 1, logprobs, tools) are refused with a
-400 by the serving objects, never silently ignored. vibe-edge's own request fields (all
-optional; with the OpenAI SDK pass them in `extra_body`): preset, thinking_budget, loop_guard,
-top_k, min_p, repeat_penalty, deadline_s.
+that would change the answer but are not supported (logprobs, tools) are refused with a 400 by
+the serving objects, never silently ignored. `n` samples are choices with their `index`;
+vibe-edge's own request fields (all optional; with the OpenAI SDK pass them in `extra_body`):
+preset, thinking_budget, loop_guard, top_k, min_p, repeat_penalty, deadline_s, vote (a majority
+vote over the n choices: the response then carries a `vote` object).
 
 Responses: every field has a default, so the same models read other OpenAI-compatible servers
 (llama-server, Ollama); their own extras stay available as pydantic extras.
@@ -90,7 +91,7 @@ class _GenerationBody(_Body):
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     logit_bias: dict[str, float] | None = None
-    n: int | None = Field(default=None, ge=1, le=1, description="only 1 is supported")
+    n: int | None = Field(default=None, ge=1, description="samples of the prompt (at most the server's slots)")
     logprobs: bool | int | None = Field(default=None, description="not supported: false or absent")
     # vibe-edge extras
     preset: str | None = Field(default=None, description="vibe-edge: math, code or general")
@@ -103,6 +104,7 @@ class _GenerationBody(_Body):
     repeat_penalty: float | None = Field(default=None, gt=0.0, le=10.0, description="vibe-edge")
     deadline_s: float | None = Field(default=None, gt=0.0,
                                      description="vibe-edge: end the request after this many seconds")
+    vote: bool | None = Field(default=None, description="vibe-edge: majority vote over the n choices' answers")
 
 
 class ChatCompletionRequest(_GenerationBody):
@@ -198,6 +200,66 @@ class Usage(_Wire):
                    prompt_tokens_details=PromptTokensDetails(cached_tokens=stats.cached_tokens),
                    completion_tokens_details=CompletionTokensDetails(reasoning_tokens=stats.reasoning_tokens))
 
+    @classmethod
+    def of_result(cls, result: GenerationResult) -> Usage:
+        """A request's usage: with n samples, completion tokens summed over them and the prompt
+        counted once (it was evaluated once; sample 0 prefilled it)."""
+        if not result.samples:
+            return cls.of(result.stats)
+        lead = result.samples[0].stats
+        completion = sum(s.stats.completion_tokens for s in result.samples)
+        return cls(prompt_tokens=lead.prompt_tokens, completion_tokens=completion,
+                   total_tokens=lead.prompt_tokens + completion,
+                   prompt_tokens_details=PromptTokensDetails(cached_tokens=lead.cached_tokens),
+                   completion_tokens_details=CompletionTokensDetails(
+                       reasoning_tokens=sum(s.stats.reasoning_tokens for s in result.samples)))
+
+
+def choice_order(result: GenerationResult, *, winner_first: bool) -> list[int]:
+    """Sample indices in choice order: by sample, or (a whole voted response) the winner first."""
+    order = list(range(len(result.samples or [result])))
+    vote = result.vote
+    if winner_first and vote is not None and vote.winner is not None:
+        first = vote.winner.samples[0]
+        order = [first] + [i for i in order if i != first]
+    return order
+
+
+class VoteAnswer(_Wire):
+    answer: str = ""
+    votes: int = 0
+    choices: list[int] = Field(default_factory=list)  # the choice indices that gave this answer
+    mean_reasoning_tokens: float = 0.0
+
+
+class VoteInfo(_Wire):
+    """vibe-edge's majority vote over the choices (`vote: true`): answers by votes (the first
+    won), each choice's answer (null: it did not vote), and the choices stopped early because
+    they could no longer change the winner."""
+
+    winner: str | None = None
+    winner_index: int | None = None
+    answers: list[VoteAnswer] = Field(default_factory=list)
+    choice_answers: list[str | None] = Field(default_factory=list)
+    abstained: list[int] = Field(default_factory=list)
+    early_stopped: list[int] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, result: GenerationResult, order: list[int]) -> VoteInfo | None:
+        vote = result.vote
+        if vote is None:
+            return None
+        index = {sample: k for k, sample in enumerate(order)}
+        answers = [VoteAnswer(answer=g.answer, votes=g.votes, choices=sorted(index[s] for s in g.samples),
+                              mean_reasoning_tokens=round(g.mean_reasoning_tokens, 1))
+                   for g in vote.groups]
+        by_choice = [vote.answers[sample] for sample in order]
+        return cls(winner=None if vote.winner is None else vote.winner.answer,
+                   winner_index=None if vote.winner is None else index[vote.winner.samples[0]],
+                   answers=answers, choice_answers=by_choice,
+                   abstained=[k for k, a in enumerate(by_choice) if a is None],
+                   early_stopped=sorted(index[s] for s in vote.early_stopped))
+
 
 def openai_finish_reason(reason: FinishReason) -> str:
     """OpenAI clients know "stop" and "length": a request cut short for any other reason
@@ -238,7 +300,7 @@ class ChatChoice(_Outcome):
 
 
 class _Envelope(_Wire):
-    OMIT_NONE = frozenset({"usage", "timings", "notice", "notices"})
+    OMIT_NONE = frozenset({"usage", "timings", "notice", "notices", "vote"})
     id: str = ""
     object: str = ""
     created: int = 0
@@ -248,6 +310,7 @@ class _Envelope(_Wire):
     timings: Timings | None = None
     notices: list[NoticeItem] | None = None  # a whole response: every notice of the request
     notice: NoticeItem | None = None         # a streamed chunk: the one notice it carries
+    vote: VoteInfo | None = None             # `vote: true`: the vote over the choices
 
 
 class ChatCompletion(_Envelope):

@@ -3,8 +3,14 @@ policy, the request is submitted off the event loop, and the answer goes back wh
 stream of server-sent events, with keep-alives, cancellation when the client leaves, metrics
 and OpenAI-style errors.
 
-A new surface (another API, `n` samples) is a new serving object and a router beside the
-OpenAI one; it reuses `submit`, `collect` and `stream_events`.
+A new surface (another API) is a new serving object and a router beside the OpenAI one; it
+reuses `submit`, `collect` and `stream_events`.
+
+`n` samples: one engine request whose samples are the choices. Whole, the choices are in sample
+order, except that with `vote` the winner is moved first (choices[0] is what a plain client
+reads); streamed, each chunk's choice index is its sample (the winner is not known yet), each
+choice gets its own final chunk when its sample ends, and the vote comes in a chunk of its own
+(no choices) after the last.
 
 Finish reasons: OpenAI clients know "stop" and "length"; a request cut short for a timeout, a
 cancellation or an engine error reads "length", and `finish_detail` says which (an engine
@@ -41,6 +47,7 @@ from vibe_edge.types import (
     GenerationResult,
     Notice,
     RequestStream,
+    SampleFinished,
     StructuredOutput,
     TextDelta,
 )
@@ -63,13 +70,15 @@ class ChunkWriter(Protocol):
 
     def opening(self) -> list[BaseModel]: ...
 
-    def text(self, channel: str, text: str) -> BaseModel: ...
+    def text(self, channel: str, text: str, index: int = 0) -> BaseModel: ...
 
     def notice(self, notice: Notice) -> BaseModel: ...
 
-    def final(self, result: GenerationResult) -> BaseModel: ...
+    def final(self, result: GenerationResult, index: int = 0) -> BaseModel: ...
 
     def usage(self, result: GenerationResult) -> BaseModel: ...
+
+    def vote(self, result: GenerationResult) -> BaseModel: ...
 
 
 def new_id(prefix: str) -> str:
@@ -113,13 +122,16 @@ class OpenAIServing:
             stop=body.stop, max_tokens=max_tokens, thinking_budget=body.thinking_budget,
             loop_guard=body.loop_guard, deadline_s=body.deadline_s)
         config = self.config
-        return build_request(
+        request = build_request(
             body.preset if named else config.default_preset, messages=messages, prompt=prompt,
             overrides=overrides,
             defaults=Overrides(thinking_budget=config.thinking_budget, loop_guard=config.loop_guard),
             limits=Limits(ctx_per_slot=ctx_per_slot, max_tokens=config.max_tokens,
                           max_deadline_s=config.request_timeout_s),
             apply_prompts=named or config.apply_preset_prompts, request_id=request_id)
+        request.n = 1 if body.n is None else body.n
+        request.vote = bool(body.vote)
+        return request
 
     async def create(self, body: Any, raw: Request) -> Response:
         """Answer one request: JSON, or an SSE stream when the body asks for one."""
@@ -206,9 +218,11 @@ class OpenAIServing:
                     elif isinstance(event, TextDelta):
                         if event.text:
                             produced = True
-                            yield sse(writer.text(event.channel, event.text).model_dump())
+                            yield sse(writer.text(event.channel, event.text, event.sample).model_dump())
                     elif isinstance(event, Notice):
                         yield sse(writer.notice(event).model_dump())
+                    elif isinstance(event, SampleFinished):
+                        yield sse(writer.final(event.result, event.sample).model_dump())
                     elif isinstance(event, Finished):
                         finished = True
                         yield self._finished(event.result, produced, prepared, writer)
@@ -226,7 +240,10 @@ class OpenAIServing:
         failure = None if produced else engine_failure(result)
         if failure is not None:
             return sse(vibe_error_body(failure))
-        frames = sse(writer.final(result).model_dump())
+        if result.samples:  # each choice had its final chunk when its sample ended
+            frames = sse(writer.vote(result).model_dump()) if result.vote is not None else b""
+        else:
+            frames = sse(writer.final(result).model_dump())
         if prepared.include_usage:
             frames += sse(writer.usage(result).model_dump())
         return frames
@@ -248,9 +265,6 @@ def engine_failure(result: GenerationResult) -> VibeEdgeError | None:
 
 def refuse_unsupported(body: GenerationBody) -> None:
     """Fields that would change the answer but are not supported: a 400, never ignored."""
-    if body.n not in (None, 1):
-        raise InvalidRequest("n > 1 is not supported: send separate requests (they run in "
-                             "parallel on the engine's slots)", param="n")
     if (body.model_extra or {}).get("grammar") is not None:
         # llama-server and llama-cpp-python take raw GBNF here; this server does not (a grammar
         # is code for llama.cpp's parser), and ignoring it would silently change the answer.
