@@ -60,6 +60,7 @@ class Overrides:
     thinking_budget: int | None = None
     loop_guard: bool | None = None
     deadline_s: float | None = None
+    speculative: bool | None = None  # None: the engine's setting
 
     def over(self, lower: Overrides) -> Overrides:
         """These values where set, else `lower`'s."""
@@ -147,6 +148,7 @@ def build_request(
                                    loop_guard=values.loop_guard if values.loop_guard is not None
                                    else DEFAULT_LOOP_GUARD),
         deadline_s=deadline,
+        speculative=values.speculative,
     )
     if request_id is not None:
         request.request_id = request_id

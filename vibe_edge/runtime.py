@@ -14,6 +14,7 @@ from vibe_edge.hardware import HardwareInfo, Plan, check_fits, detect_hardware, 
 from vibe_edge.modelfile import GGUFFacts, inspect_gguf
 from vibe_edge.registry import ResolvedModel, resolve_model, verify_model_file
 from vibe_edge.settings import Settings
+from vibe_edge.types import SpecConfig
 
 __all__ = ["PreparedModel", "engine_config", "open_engine", "prepare_model"]
 
@@ -60,6 +61,9 @@ def engine_config(prepared: PreparedModel, settings: Settings, **changes: object
         batch_size=plan.batch_size,
         queue_size=settings.queue_size,
         request_timeout_s=settings.request_timeout_s,
+        spec=SpecConfig(enabled=settings.spec, max_draft=settings.spec_max_draft,
+                        ngram_min=settings.spec_ngram_min, ngram_max=settings.spec_ngram_max,
+                        batch_tokens=plan.spec_batch_tokens),
     )
     values.update(changes)
     return EngineConfig(**values)  # type: ignore[arg-type]

@@ -33,6 +33,10 @@ from vibe_edge.defaults import (
     DEFAULT_PRESET,
     DEFAULT_QUEUE_SIZE,
     DEFAULT_REQUEST_TIMEOUT_S,
+    DEFAULT_SPEC,
+    DEFAULT_SPEC_MAX_DRAFT,
+    DEFAULT_SPEC_NGRAM_MAX,
+    DEFAULT_SPEC_NGRAM_MIN,
     KV_TYPES,
     LOG_LEVELS,
     MAX_BATCH_SIZE,
@@ -40,6 +44,8 @@ from vibe_edge.defaults import (
     MIN_BATCH_SIZE,
     MIN_CTX_PER_SLOT,
     MIN_MAX_BODY_BYTES,
+    MAX_SPEC_DRAFT,
+    MAX_SPEC_NGRAM,
 )
 from vibe_edge.errors import SettingsError
 
@@ -106,6 +112,14 @@ class Settings:
     loop_guard: bool = DEFAULT_LOOP_GUARD
     # The most tokens one request may generate (thinking included); None: what the slot holds.
     max_tokens: int | None = None
+    # Speculative decoding: draft tokens from n-grams of the slot's own context and verify them
+    # in the step's batch (requests may turn it on or off); output is unchanged.
+    spec: bool = DEFAULT_SPEC
+    # The most tokens drafted per slot and step.
+    spec_max_draft: int = DEFAULT_SPEC_MAX_DRAFT
+    # The shortest and longest context suffix (in tokens) looked up to draft from.
+    spec_ngram_min: int = DEFAULT_SPEC_NGRAM_MIN
+    spec_ngram_max: int = DEFAULT_SPEC_NGRAM_MAX
     # Address the OpenAI-compatible server binds to; loopback unless exposed on purpose.
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
@@ -135,6 +149,12 @@ class Settings:
             if checked is not value:
                 object.__setattr__(self, name, checked)
         object.__setattr__(self, "sources", MappingProxyType(dict(self.sources)))
+        if self.spec_ngram_min > self.spec_ngram_max:
+            source = self.sources.get("spec_ngram_min") or self.sources.get("spec_ngram_max") or "Settings()"
+            raise SettingsError(f"{source}: spec_ngram_min ({self.spec_ngram_min}) is larger than "
+                                f"spec_ngram_max ({self.spec_ngram_max})",
+                                hint="the shortest n-gram must not be longer than the longest",
+                                param="spec_ngram_min")
 
     @property
     def resolved_models_dir(self) -> Path:
@@ -375,6 +395,10 @@ _CHECKS: dict[str, Callable[[str, str, Any], Any]] = {
                                   optional=True),
     "loop_guard": _bool_check,
     "max_tokens": _int_check(1, None, "a number of tokens >= 1", optional=True),
+    "spec": _bool_check,
+    "spec_max_draft": _int_check(1, MAX_SPEC_DRAFT, f"an integer from 1 to {MAX_SPEC_DRAFT}", optional=False),
+    "spec_ngram_min": _int_check(1, MAX_SPEC_NGRAM, f"an integer from 1 to {MAX_SPEC_NGRAM}", optional=False),
+    "spec_ngram_max": _int_check(1, MAX_SPEC_NGRAM, f"an integer from 1 to {MAX_SPEC_NGRAM}", optional=False),
     "host": _text_check(optional=False),
     # 0 asks the system for any free port; `serve` prints the one it got.
     "port": _int_check(0, 65535, "a port number from 1 to 65535, or 0 for any free port", optional=False),

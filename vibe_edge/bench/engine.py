@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vibe_edge.bench.metrics import middle_half, p95
-from vibe_edge.engine import Engine, EngineConfig, GenerationRequest, SamplingParams
+from vibe_edge.engine import Engine, EngineConfig, GenerationRequest, SamplingParams, SpecConfig
 from vibe_edge.engine.baseline import LlamaCppBaseline
 
 # The targets of the runtime issue: ratios, so they hold on any machine.
@@ -84,7 +84,9 @@ def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = lambda _m:
     engine = Engine(EngineConfig(
         model_path=cfg.model_path, n_slots=max(max(cfg.streams), 4), ctx_per_slot=ctx,
         threads=cfg.threads, threads_batch=cfg.threads, flash_attn=cfg.flash_attn,
-        kv_type=cfg.kv_type, gpu_layers=cfg.gpu_layers, queue_size=64))
+        kv_type=cfg.kv_type, gpu_layers=cfg.gpu_layers, queue_size=64,
+        # Plain decoding against plain llama.cpp: speculation has its own suite (--suite spec).
+        spec=SpecConfig(enabled=False)))
     try:
         sampling = SamplingParams(temperature=0.0, logit_bias={
             t: -100.0 for t in engine.eog_tokens()})

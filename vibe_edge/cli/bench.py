@@ -15,6 +15,7 @@ from vibe_edge.bench.engine import (
     format_report,
     run_benchmark,
 )
+from vibe_edge.bench.speculation import SpecBenchConfig, format_spec_report, run_spec_benchmark
 from vibe_edge.cli.common import (
     GpuLayersOpt,
     KvTypeOpt,
@@ -26,6 +27,7 @@ from vibe_edge.cli.common import (
     settings_from_flags,
 )
 from vibe_edge.runtime import prepare_model
+from vibe_edge.types import SpecConfig
 
 
 def register(app: typer.Typer) -> None:
@@ -43,15 +45,33 @@ def bench(
     threads: ThreadsOpt = None,
     gpu_layers: GpuLayersOpt = None,
     kv_type: KvTypeOpt = None,
+    suite: Annotated[str, typer.Option(
+        help="engine: against llama-cpp-python (default); spec: speculative decoding on vs off.")] = "engine",
+    spec_tokens: Annotated[float, typer.Option(
+        help="--suite spec: scale every case's output length (1: 384/512/256/160 tokens).")] = 1.0,
 ) -> None:
     """Measure decode speed against llama-cpp-python's Llama (same file, same threads),
-    concurrent throughput at 1/2/4/8 streams, prefix-cache TTFT and p95 TTFT under load."""
+    concurrent throughput at 1/2/4/8 streams, prefix-cache TTFT and p95 TTFT under load; or,
+    with --suite spec, speculative decoding against the engine without it."""
     with cli_errors():
+        if suite not in ("engine", "spec"):
+            raise typer.BadParameter("--suite is engine or spec")
         settings = settings_from_flags(threads=threads, gpu_layers=gpu_layers, kv_type=kv_type)
         prepared = prepare_model(settings, model=model, slots=1)
         if prepared.resolved.notice:
             notify(prepared.resolved.notice)
         plan = prepared.plan
+        if suite == "spec":
+            defaults = SpecBenchConfig(model_path="")
+            spec_cfg = SpecBenchConfig(
+                model_path=str(prepared.resolved.path), threads=plan.threads, gpu_layers=plan.gpu_layers,
+                flash_attn=plan.flash_attn, kv_type=plan.kv_type, rounds=rounds,
+                tokens={k: max(8, int(v * spec_tokens)) for k, v in defaults.tokens.items()},
+                spec=SpecConfig(max_draft=settings.spec_max_draft, ngram_min=settings.spec_ngram_min,
+                                ngram_max=settings.spec_ngram_max, batch_tokens=plan.spec_batch_tokens))
+            report = run_spec_benchmark(spec_cfg, progress=lambda m: err_console.print(f"[dim]{m}[/]"))
+            print(json.dumps(report, indent=2) if as_json else format_spec_report(report))
+            return
         cfg = BenchConfig(model_path=str(prepared.resolved.path), threads=plan.threads,
                           n_tokens=tokens, rounds=rounds, decode_pairs=pairs, flash_attn=plan.flash_attn, kv_type=plan.kv_type,
                           gpu_layers=plan.gpu_layers)

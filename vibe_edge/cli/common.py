@@ -29,6 +29,9 @@ GpuLayersOpt = Annotated[Optional[int], typer.Option(
     "--gpu-layers", "-ngl", help="Layers offloaded to the GPU (-1 all, 0 none). Default: the plan's.")]
 KvTypeOpt = Annotated[Optional[str], typer.Option(
     "--kv-type", help="KV cache type: f16, q8_0 or q4_0. Default: the plan's.")]
+SpecOpt = Annotated[Optional[bool], typer.Option(
+    "--spec/--no-spec", help="Speculative decoding from the context's own n-grams (same output, "
+                             "faster where text repeats). Default: on.")]
 
 
 def settings_from_flags(**flags: Any) -> Settings:

@@ -21,6 +21,7 @@ from vibe_edge.cli.common import (
     CtxOpt,
     GpuLayersOpt,
     KvTypeOpt,
+    SpecOpt,
     ModelOpt,
     ThreadsOpt,
     cli_errors,
@@ -74,6 +75,7 @@ def run(
     threads: ThreadsOpt = None,
     gpu_layers: GpuLayersOpt = None,
     kv_type: KvTypeOpt = None,
+    spec: SpecOpt = None,
 ) -> None:
     """Answer one prompt, streaming the reasoning (dimmed) and the answer."""
     with cli_errors():
@@ -81,7 +83,7 @@ def run(
             prompt = sys.stdin.read()
         settings = settings_from_flags(ctx=ctx, threads=threads, gpu_layers=gpu_layers,
                                        kv_type=kv_type, thinking_budget=thinking_budget,
-                                       loop_guard=loop_guard, preset=preset)
+                                       loop_guard=loop_guard, preset=preset, spec=spec)
         overrides = Overrides(system_prompt=system, max_tokens=max_tokens, temperature=temperature,
                               top_p=top_p, seed=seed)
         run_request(prompt, settings, overrides, ctx_per_slot=None)  # bad values fail before loading

@@ -20,6 +20,7 @@ from vibe_edge.cli.common import (
     KvTypeOpt,
     ModelOpt,
     SlotsOpt,
+    SpecOpt,
     ThreadsOpt,
     cli_errors,
     notify,
@@ -78,6 +79,7 @@ def serve(
         help="Name of this instance in the X-Vibe-Edge-Instance header of every response (behind "
              "a balancer: where a conversation lives). Default: the address it listens on.")] = None,
     log_level: Annotated[Optional[str], typer.Option(help="debug, info, warning or error.")] = None,
+    spec: SpecOpt = None,
 ) -> None:
     """Serve the model over an OpenAI-compatible HTTP API (chat, completions, models, metrics)."""
     from vibe_edge.engine import Engine
@@ -92,7 +94,8 @@ def serve(
                                        max_tokens=max_tokens, host=host, port=port,
                                        log_level=log_level, cors_origins=cors_origin or None,
                                        max_body_bytes=max_body, grace_s=grace, keepalive_s=keepalive,
-                                       instance=instance, allowed_hosts=allowed_host or None)
+                                       instance=instance, allowed_hosts=allowed_host or None,
+                                       spec=spec)
         keys = read_api_keys(api_key or (), str(api_key_file) if api_key_file else None)
         config = ServerConfig.from_settings(settings, api_keys=keys, model_id=alias)
         if socket_path is None:

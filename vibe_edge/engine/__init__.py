@@ -25,6 +25,7 @@ from vibe_edge.types import (
     RequestStream,
     SampleFinished,
     SamplingParams,
+    SpecConfig,
     Started,
     StructuredOutput,
     TextDelta,
@@ -36,5 +37,5 @@ __all__ = [
     "Engine", "EngineAPI", "EngineConfig", "EngineStatus", "Event", "EventStream", "Finished",
     "FinishReason", "GenerationRequest", "GenerationResult", "ModelInfo", "Notice", "ReasoningEnd",
     "ReasoningOptions", "RequestHandle", "RequestStats", "RequestStream", "SampleFinished", "SamplingParams",
-    "Started", "StructuredOutput", "TextDelta", "VoteGroup", "VoteOutcome", "supports_gpu_offload",
+    "SpecConfig", "Started", "StructuredOutput", "TextDelta", "VoteGroup", "VoteOutcome", "supports_gpu_offload",
 ]

@@ -14,7 +14,8 @@ that would change the answer but are not supported (logprobs, tools) are refused
 the serving objects, never silently ignored. `n` samples are choices with their `index`;
 vibe-edge's own request fields (all optional; with the OpenAI SDK pass them in `extra_body`):
 preset, thinking_budget, loop_guard, top_k, min_p, repeat_penalty, deadline_s, vote (a majority
-vote over the n choices: the response then carries a `vote` object).
+vote over the n choices: the response then carries a `vote` object), speculative (speculative
+decoding on or off for this request).
 
 Responses: every field has a default, so the same models read other OpenAI-compatible servers
 (llama-server, Ollama); their own extras stay available as pydantic extras.
@@ -105,6 +106,8 @@ class _GenerationBody(_Body):
     deadline_s: float | None = Field(default=None, gt=0.0,
                                      description="vibe-edge: end the request after this many seconds")
     vote: bool | None = Field(default=None, description="vibe-edge: majority vote over the n choices' answers")
+    speculative: bool | None = Field(
+        default=None, description="vibe-edge: speculative decoding for this request (default: the server's --spec)")
 
 
 class ChatCompletionRequest(_GenerationBody):

@@ -120,7 +120,7 @@ class OpenAIServing:
             logit_bias=_logit_bias(body.logit_bias),
             structured_output=_structured_output(body.response_format),
             stop=body.stop, max_tokens=max_tokens, thinking_budget=body.thinking_budget,
-            loop_guard=body.loop_guard, deadline_s=body.deadline_s)
+            loop_guard=body.loop_guard, deadline_s=body.deadline_s, speculative=body.speculative)
         config = self.config
         request = build_request(
             body.preset if named else config.default_preset, messages=messages, prompt=prompt,
