@@ -11,7 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import vibe_edge.hardware.detect as detect_mod
-from vibe_edge.defaults import DEFAULT_CPU_CTX_CAP, DEFAULT_GPU_CTX_CAP, MIN_PLANNED_CTX_PER_SLOT
+from vibe_edge.defaults import (
+    DEFAULT_CPU_CTX_CAP,
+    DEFAULT_GPU_CTX_CAP,
+    DEFAULT_SPEC_BATCH_TOKENS_CPU,
+    DEFAULT_SPEC_BATCH_TOKENS_GPU,
+    MIN_PLANNED_CTX_PER_SLOT,
+)
 from vibe_edge.errors import PlanError
 from vibe_edge.hardware import (
     GpuInfo,
@@ -86,6 +92,7 @@ def test_two_core_laptop() -> None:
     assert plan.memory.device == "cpu" and plan.memory.fits
     assert plan.memory.kv_bytes == 4 * plan.ctx_per_slot * KIB_28
     assert plan.flash_attn
+    assert plan.spec_batch_tokens == DEFAULT_SPEC_BATCH_TOKENS_CPU  # drafts back off under load
     check_fits(plan)
     assert not plan.warnings
 
@@ -118,6 +125,7 @@ def test_t4_offloads_everything_with_eight_slots() -> None:
     assert plan.n_slots == 8
     assert plan.ctx_per_slot == DEFAULT_GPU_CTX_CAP
     assert plan.memory.device == "cuda"
+    assert plan.spec_batch_tokens == DEFAULT_SPEC_BATCH_TOKENS_GPU
     assert plan.memory.budget_bytes < T4.gpus[0].free_bytes  # a margin is kept
     assert plan.memory.weights_bytes > 1.5e9                   # planned for Q8_0 weights
     check_fits(plan)

@@ -102,6 +102,8 @@ def test_config_file_param_beats_env_var(tmp_path: Path) -> None:
     ("VIBE_EDGE_THINKING_BUDGET", "-1", "thinking_budget", -1),  # no budget
     ("VIBE_EDGE_MODEL", "vibethinker-q4", "model", "vibethinker-q4"),
     ("VIBE_EDGE_MODELS_DIR", "/srv/models", "models_dir", Path("/srv/models")),
+    ("VIBE_EDGE_SPEC", "false", "spec", False),
+    ("VIBE_EDGE_SPEC_MAX_DRAFT", "5", "spec_max_draft", 5),
 ])
 def test_env_values_are_coerced(tmp_path: Path, var: str, raw: str, field: str, expected) -> None:
     s = load_settings(env={var: raw, "VIBE_EDGE_CONFIG": _empty_config(tmp_path)})
@@ -129,6 +131,9 @@ def _empty_config(tmp_path: Path) -> str:
     ("VIBE_EDGE_THINKING_BUDGET", "-2", "-1 for no budget"),
     ("VIBE_EDGE_LOG_LEVEL", "loud", "warning"),
     ("VIBE_EDGE_CTX_PER_SLOT", "100", "256"),
+    ("VIBE_EDGE_SPEC", "sometimes", "true or false"),
+    ("VIBE_EDGE_SPEC_MAX_DRAFT", "0", "from 1 to 16"),
+    ("VIBE_EDGE_SPEC_NGRAM_MAX", "9", "from 1 to 8"),
 ])
 def test_bad_env_value_names_source_field_value_and_expectation(
         tmp_path: Path, var: str, raw: str, expected_words: str) -> None:
@@ -225,3 +230,10 @@ def test_serve_knobs_are_settings_too(tmp_path: Path) -> None:
         load_settings(config_file=cfg, env={"VIBE_EDGE_MAX_BODY_BYTES": "10"})
     with pytest.raises(SettingsError, match="keepalive_s"):
         load_settings(config_file=cfg, env={"VIBE_EDGE_KEEPALIVE_S": "0"})
+
+
+def test_spec_ngram_sizes_must_be_ordered(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="spec_ngram_min .* larger than spec_ngram_max") as err:
+        load_settings(env={"VIBE_EDGE_SPEC_NGRAM_MIN": "5", "VIBE_EDGE_SPEC_NGRAM_MAX": "3",
+                           "VIBE_EDGE_CONFIG": _empty_config(tmp_path)})
+    assert "VIBE_EDGE_SPEC_NGRAM_MIN" in err.value.message

@@ -167,3 +167,19 @@ def test_an_answer_starting_with_whitespace_does_not_wedge_the_engine(client, en
                         timeout=30)
     assert reply.status_code == 200
     assert reply.json()["usage"]["completion_tokens"] >= 1
+
+
+def test_speculative_extension_and_its_timings(server, expected):
+    # A copy task drafts; the same request with speculation off gives the same answer (greedy)
+    # and reports no drafts.
+    ask = [{"role": "user", "content": "Repeat exactly: one two three four five six seven eight "
+                                       "one two three four five six seven eight"}]
+    client = _sync_client(server)
+    on = client.chat.completions.create(model=MODEL_ID, messages=ask, temperature=0, max_tokens=32,
+                                        extra_body={"speculative": True})
+    off = client.chat.completions.create(model=MODEL_ID, messages=ask, temperature=0, max_tokens=32,
+                                         extra_body={"speculative": False})
+    timings_on, timings_off = on.model_extra["timings"], off.model_extra["timings"]
+    assert timings_off["draft_tokens"] == 0 and timings_off.get("acceptance") is None
+    assert timings_on["draft_tokens"] >= timings_on["accepted_tokens"] >= 0
+    assert timings_on["draft_tokens"] > 0  # "one two ... eight" repeats: there is something to copy

@@ -238,6 +238,8 @@ def _print_figures(result: GenerationResult, tty: bool) -> None:
     if s.decode_tps:
         parts.append(f"decode {s.decode_tps:.1f} tok/s")
     parts.append(f"{s.reasoning_tokens} thinking + {s.answer_tokens} answer tokens")
+    if s.acceptance is not None:
+        parts.append(f"drafted {s.draft_tokens}, accepted {s.accepted_tokens} ({100 * s.acceptance:.0f}%)")
     finish = result.finish_reason.value
     if result.reasoning_end is not None and result.reasoning_end.value != "model":
         finish += f" (thinking closed by {result.reasoning_end.value})"

@@ -320,6 +320,9 @@ def footer_text(status: str, stats: dict[str, Any], error: str | None) -> str:
         parts.append(f"{rt:,} thinking + {at or 0:,} answer tokens")
     elif at:
         parts.append(f"{at:,} tokens")
+    acceptance = stats.get("acceptance")
+    if acceptance is not None:
+        parts.append(f"drafts {100 * acceptance:.0f}% accepted")
     return " · ".join(parts)
 
 

@@ -344,7 +344,8 @@ class ChunkReader:
         stats = RequestStats(
             ttft_ms=ttft, total_ms=(now - self.started) * 1000, prompt_tokens=prompt_tokens,
             cached_tokens=cached, reasoning_tokens=reasoning_tokens,
-            answer_tokens=max(0, completion - reasoning_tokens), decode_tps=decode_tps)
+            answer_tokens=max(0, completion - reasoning_tokens), decode_tps=decode_tps,
+            draft_tokens=timings.draft_tokens or 0, accepted_tokens=timings.accepted_tokens or 0)
         end = self.end
         if end is None and reasoning_text and answer_text:
             end = ReasoningEnd.MODEL
