@@ -44,6 +44,7 @@ class SpecBenchConfig:
         "code_edit": 384, "math": 512, "prose": 256, "streams4": 160})
     spec: SpecConfig = SpecConfig()
     samplings: tuple[str, ...] = ("greedy", "math_preset")
+    cases: tuple[str, ...] = ("code_edit", "math", "prose", "streams4")
 
 
 def _source_module() -> str:
@@ -94,7 +95,7 @@ def _run(engine: Engine, messages: list[dict], sampling: SamplingParams, n_token
 
 
 def run_spec_benchmark(cfg: SpecBenchConfig, progress: Callable[[str], None] = lambda _m: None) -> dict:
-    cases = _cases()
+    cases = {name: messages for name, messages in _cases().items() if name in cfg.cases}
     ctx = 4096
     engine = Engine(EngineConfig(model_path=cfg.model_path, n_slots=4, ctx_per_slot=ctx, threads=cfg.threads,
                                  threads_batch=cfg.threads, gpu_layers=cfg.gpu_layers,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -49,6 +49,10 @@ def bench(
         help="engine: against llama-cpp-python (default); spec: speculative decoding on vs off.")] = "engine",
     spec_tokens: Annotated[float, typer.Option(
         help="--suite spec: scale every case's output length (1: 384/512/256/160 tokens).")] = 1.0,
+    spec_case: Annotated[Optional[list[str]], typer.Option(
+        help="--suite spec: run only these cases (code_edit, math, prose, streams4; repeatable).")] = None,
+    spec_sampling: Annotated[Optional[list[str]], typer.Option(
+        help="--suite spec: greedy and/or math_preset (repeatable). Default: both.")] = None,
 ) -> None:
     """Measure decode speed against llama-cpp-python's Llama (same file, same threads),
     concurrent throughput at 1/2/4/8 streams, prefix-cache TTFT and p95 TTFT under load; or,
@@ -56,6 +60,10 @@ def bench(
     with cli_errors():
         if suite not in ("engine", "spec"):
             raise typer.BadParameter("--suite is engine or spec")
+        unknown = set(spec_case or ()) - set(SpecBenchConfig(model_path="").cases) \
+            | set(spec_sampling or ()) - {"greedy", "math_preset"}
+        if unknown:
+            raise typer.BadParameter(f"unknown spec case or sampling: {', '.join(sorted(unknown))}")
         settings = settings_from_flags(threads=threads, gpu_layers=gpu_layers, kv_type=kv_type)
         prepared = prepare_model(settings, model=model, slots=1)
         if prepared.resolved.notice:
@@ -67,6 +75,8 @@ def bench(
                 model_path=str(prepared.resolved.path), threads=plan.threads, gpu_layers=plan.gpu_layers,
                 flash_attn=plan.flash_attn, kv_type=plan.kv_type, rounds=rounds,
                 tokens={k: max(8, int(v * spec_tokens)) for k, v in defaults.tokens.items()},
+                cases=tuple(spec_case or defaults.cases),
+                samplings=tuple(spec_sampling or defaults.samplings),
                 spec=SpecConfig(max_draft=settings.spec_max_draft, ngram_min=settings.spec_ngram_min,
                                 ngram_max=settings.spec_ngram_max, batch_tokens=plan.spec_batch_tokens))
             report = run_spec_benchmark(spec_cfg, progress=lambda m: err_console.print(f"[dim]{m}[/]"))

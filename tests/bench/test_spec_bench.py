@@ -1,0 +1,19 @@
+"""`vibe-edge bench --suite spec` end to end on the demo model, at a tiny size: the report has
+every case paired on/off, drafts where there is something to copy, none with 4 streams on a CPU."""
+
+from vibe_edge.bench.speculation import SpecBenchConfig, format_spec_report, run_spec_benchmark
+
+
+def test_spec_bench_pairs_each_case_and_backs_off_with_four_streams(demo_model):
+    cfg = SpecBenchConfig(model_path=str(demo_model), rounds=1, samplings=("greedy",),
+                          cases=("code_edit", "streams4"),
+                          tokens={"code_edit": 48, "math": 8, "prose": 8, "streams4": 12})
+    report = run_spec_benchmark(cfg)
+    cases = {c["case"]: c for c in report["cases"]}
+    assert set(cases) == {"code_edit", "streams4"}
+    for case in cases.values():
+        assert case["tps_on"] > 0 and case["tps_off"] > 0 and case["ratio"] > 0
+    assert cases["streams4"]["drafted"] == 0  # 4 generating slots fill the CPU's step
+    assert cases["code_edit"]["drafted"] > 0
+    text = format_spec_report(report)
+    assert "code_edit" in text and "streams4" in text
