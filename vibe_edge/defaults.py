@@ -41,9 +41,12 @@ KV_BYTES_PER_ELEMENT = MappingProxyType({"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18
 """Bytes per cached K/V element: q8_0 stores 32 values in 34 bytes (32 int8 + an f16 scale),
 q4_0 32 values in 18 bytes."""
 
-DEFAULT_SPEC = True
-"""Speculative decoding (n-gram drafts from the slot's own context) on by default: its backoff
-keeps text with nothing to copy at the speed of plain decoding (docs/BENCHMARKS.md)."""
+DEFAULT_SPEC = False
+"""Speculative decoding (n-gram drafts from the slot's own context) is off unless asked for
+(`--spec`, `spec = true`, per request): on the 2-core CPU it made a code edit 1.4-1.5x faster and
+math 1.02x, but prose 0.87x and four streams 0.93x (docs/BENCHMARKS.md, 2026-12-02), a cost not
+yet explained for the four streams, which drafted nothing. Turn it on by default once that is
+understood, or on a GPU once measured there."""
 DEFAULT_SPEC_MAX_DRAFT = 3
 """Drafted tokens per slot and step at most. On the 2-core CPU one decode of 1, 2, 4, 8 tokens
 of a sequence costs 1, 1.6, 1.9, 3.7x one token: past 4 a verify costs about linearly."""

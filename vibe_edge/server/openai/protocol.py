@@ -107,7 +107,7 @@ class _GenerationBody(_Body):
                                      description="vibe-edge: end the request after this many seconds")
     vote: bool | None = Field(default=None, description="vibe-edge: majority vote over the n choices' answers")
     speculative: bool | None = Field(
-        default=None, description="vibe-edge: speculative decoding for this request (default: the server's --spec)")
+        default=None, description="vibe-edge: speculative decoding for this request (default: the server's --spec, off)")
 
 
 class ChatCompletionRequest(_GenerationBody):
