@@ -25,10 +25,15 @@ from pathlib import Path
 from vibe_edge.engine import Engine, EngineConfig, GenerationRequest, SamplingParams, SpecConfig
 from vibe_edge.presets import get_preset
 
-__all__ = ["SpecBenchConfig", "run_spec_benchmark", "format_spec_report"]
+__all__ = ["CASES", "DEFAULT_CASE_TOKENS", "SAMPLINGS", "SpecBenchConfig", "format_spec_report",
+           "run_spec_benchmark"]
 
 DEFAULT_SPEC_ROUNDS = 2
 TARGETS = {"code_edit": 1.5, "prose": 0.97, "streams4": 0.97}
+CASES = ("code_edit", "math", "prose", "streams4")
+SAMPLINGS = ("greedy", "math_preset")
+DEFAULT_CASE_TOKENS = {"code_edit": 384, "math": 512, "prose": 256, "streams4": 160}
+"""Output tokens per case (streams4: each of the four streams)."""
 
 
 @dataclass(frozen=True)
@@ -39,12 +44,10 @@ class SpecBenchConfig:
     flash_attn: bool = True
     kv_type: str = "f16"
     rounds: int = DEFAULT_SPEC_ROUNDS
-    # Output tokens per case: code_edit, math, prose, and each of the four streams.
-    tokens: dict[str, int] = field(default_factory=lambda: {
-        "code_edit": 384, "math": 512, "prose": 256, "streams4": 160})
+    tokens: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_CASE_TOKENS))
     spec: SpecConfig = SpecConfig()
-    samplings: tuple[str, ...] = ("greedy", "math_preset")
-    cases: tuple[str, ...] = ("code_edit", "math", "prose", "streams4")
+    samplings: tuple[str, ...] = SAMPLINGS
+    cases: tuple[str, ...] = CASES
 
 
 def _source_module() -> str:

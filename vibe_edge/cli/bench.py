@@ -15,7 +15,14 @@ from vibe_edge.bench.engine import (
     format_report,
     run_benchmark,
 )
-from vibe_edge.bench.speculation import SpecBenchConfig, format_spec_report, run_spec_benchmark
+from vibe_edge.bench.speculation import (
+    CASES,
+    DEFAULT_CASE_TOKENS,
+    SAMPLINGS,
+    SpecBenchConfig,
+    format_spec_report,
+    run_spec_benchmark,
+)
 from vibe_edge.cli.common import (
     GpuLayersOpt,
     KvTypeOpt,
@@ -60,8 +67,7 @@ def bench(
     with cli_errors():
         if suite not in ("engine", "spec"):
             raise typer.BadParameter("--suite is engine or spec")
-        unknown = set(spec_case or ()) - set(SpecBenchConfig(model_path="").cases) \
-            | set(spec_sampling or ()) - {"greedy", "math_preset"}
+        unknown = set(spec_case or ()) - set(CASES) | set(spec_sampling or ()) - set(SAMPLINGS)
         if unknown:
             raise typer.BadParameter(f"unknown spec case or sampling: {', '.join(sorted(unknown))}")
         settings = settings_from_flags(threads=threads, gpu_layers=gpu_layers, kv_type=kv_type)
@@ -70,13 +76,11 @@ def bench(
             notify(prepared.resolved.notice)
         plan = prepared.plan
         if suite == "spec":
-            defaults = SpecBenchConfig(model_path="")
             spec_cfg = SpecBenchConfig(
                 model_path=str(prepared.resolved.path), threads=plan.threads, gpu_layers=plan.gpu_layers,
                 flash_attn=plan.flash_attn, kv_type=plan.kv_type, rounds=rounds,
-                tokens={k: max(8, int(v * spec_tokens)) for k, v in defaults.tokens.items()},
-                cases=tuple(spec_case or defaults.cases),
-                samplings=tuple(spec_sampling or defaults.samplings),
+                tokens={k: max(8, int(v * spec_tokens)) for k, v in DEFAULT_CASE_TOKENS.items()},
+                cases=tuple(spec_case or CASES), samplings=tuple(spec_sampling or SAMPLINGS),
                 spec=SpecConfig(max_draft=settings.spec_max_draft, ngram_min=settings.spec_ngram_min,
                                 ngram_max=settings.spec_ngram_max, batch_tokens=plan.spec_batch_tokens))
             report = run_spec_benchmark(spec_cfg, progress=lambda m: err_console.print(f"[dim]{m}[/]"))
