@@ -229,3 +229,21 @@ def test_what_a_sample_answers_with():
     assert sample_answer(_result(" The  answer\n is Paris ", FinishReason.STOP)) == ("The answer is Paris", False)
     assert sample_answer(_result("The answer is Par", FinishReason.LENGTH)) == (None, False)
     assert sample_answer(_result("\\boxed{4}", FinishReason.CANCELLED, "4")) == (None, False)
+
+
+def test_early_stop_replay_cuts_where_the_vote_is_decided():
+    from vibe_edge.engine.samples import replay_early_stop
+
+    # Finish order by length: after 100 and 120 (2 votes for 4, 2 running) a tie is still
+    # possible; after 300 (3 votes, 1 running) it is not: the 400-token sample is cut at 300.
+    votes = [(100, "4", True, 0), (300, "4", True, 0), (120, "4", True, 0), (400, "5", True, 0)]
+    assert replay_early_stop(votes) == (300, [3])
+    # Never decided before the last sample: nothing to cut.
+    assert replay_early_stop([(10, "1", True, 0), (20, "2", True, 0), (30, "1", True, 0)]) == (-1, [])
+    # Abstainers do not vote, and two samples of one length finish in the same step (not cut).
+    votes = [(50, None, False, 0), (60, "x", False, 0), (60, "x", False, 0), (90, "y", False, 0)]
+    assert replay_early_stop(votes) == (60, [3])
+    # With two still running, 2 votes to 0 could still end in a tie: not decided.
+    assert replay_early_stop(votes + [(95, "z", False, 0)]) == (-1, [])
+    # Equivalent answers written differently count together (math-verify, as the engine does).
+    assert replay_early_stop([(5, "\\frac12", True, 0), (6, "0.5", True, 0), (9, "3", True, 0)]) == (6, [2])

@@ -179,3 +179,12 @@ def test_a_users_own_set(tmp_path):
     assert report["sections"][0]["task"] == "jsonl:mine.jsonl"
     assert report["interrupted"] is False and report["wall_s"] > 0
     assert not os.path.exists(tmp_path / "results.jsonl")  # nothing written without --out
+
+
+def test_progress_line_tells_generating_from_queued():
+    from vibe_edge.cli.eval import _ProgressDisplay
+    from vibe_edge.eval.runner import EvalProgress
+
+    line = _ProgressDisplay()._line(EvalProgress(total=10, done=3, correct=2, running=6, slots=4))
+    assert "4 generating + 2 queued" in line and "3/10 done" in line
+    assert "2 generating ·" in _ProgressDisplay()._line(EvalProgress(total=10, running=2, slots=4))

@@ -90,3 +90,36 @@ def test_a_run_killed_before_its_end_record_reads_as_interrupted_until_resumed()
     runs.append({"type": "run", "run_id": "b"})
     assert summarize([], runs, [{"run_id": "b", "interrupted": False}])["interrupted"] is False
     assert summarize([], runs, [{"run_id": "b", "interrupted": True}])["interrupted"] is True
+
+
+def _voted(pid, sample, extracted, correct, *, tokens, reasoning=0, finish="stop"):
+    return _sample(pid, correct, sample=sample, extracted=extracted, gold="4", boxed=extracted,
+                   answer=f"\\boxed{{{extracted}}}", finish_reason=finish,
+                   stats={"completion_tokens": tokens, "reasoning_tokens": reasoning})
+
+
+def test_maj_ties_go_to_the_shorter_reasoning_as_in_the_engine():
+    samples = [_voted("p", 0, "5", False, tokens=900, reasoning=800),
+               _voted("p", 1, "4", True, tokens=300, reasoning=200),
+               _voted("p", 2, "5", False, tokens=900, reasoning=800),
+               _voted("p", 3, "4", True, tokens=300, reasoning=200)]
+    [section] = summarize(samples)["sections"]
+    assert section["maj@4"]["correct"] == 1  # 2-2: the group that reasoned less wins
+
+
+def test_vote_gain_is_paired_and_early_stop_is_replayed():
+    # p1: 3 of 4 right, the 4th and longest is cut once 3 agree; p2: 1 of 4 right, maj wrong.
+    samples = [_voted("p1", 0, "4", True, tokens=100), _voted("p1", 1, "4", True, tokens=110),
+               _voted("p1", 2, "4", True, tokens=120), _voted("p1", 3, "6", False, tokens=500),
+               _voted("p2", 0, "4", True, tokens=100), _voted("p2", 1, "7", False, tokens=100),
+               _voted("p2", 2, "7", False, tokens=100), _voted("p2", 3, "8", False, tokens=100)]
+    [section] = summarize(samples)["sections"]
+    gain = section["maj_minus_pass1"]
+    assert gain["difference"] == pytest.approx(((1 - 0.75) + (0 - 0.25)) / 2)
+    assert gain["ci95"][0] < gain["difference"] < gain["ci95"][1]
+    stop = section["early_stop"]
+    assert stop["completion_tokens"] == 1230
+    assert stop["with_early_stop"] == 1230 - (500 - 120)
+    assert stop["samples_cancelled"] == 1 and stop["problems_stopped_early"] == 1
+    text = format_report(summarize(samples))
+    assert "maj@4 - pass@1" in text and "early stop" in text

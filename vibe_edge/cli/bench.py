@@ -15,6 +15,12 @@ from vibe_edge.bench.engine import (
     format_report,
     run_benchmark,
 )
+from vibe_edge.bench.samples import (
+    DEFAULT_SAMPLE_COUNT,
+    SamplesBenchConfig,
+    format_samples_report,
+    run_samples_benchmark,
+)
 from vibe_edge.bench.speculation import (
     CASES,
     DEFAULT_CASE_TOKENS,
@@ -44,7 +50,8 @@ def register(app: typer.Typer) -> None:
 def bench(
     model: ModelOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
-    tokens: Annotated[int, typer.Option(help="Tokens generated per stream.")] = DEFAULT_DECODE_TOKENS,
+    tokens: Annotated[int, typer.Option(
+        help="Tokens generated per stream (--suite samples: per sample).")] = DEFAULT_DECODE_TOKENS,
     rounds: Annotated[int, typer.Option(
         min=1, help="Rounds of the concurrent and TTFT-under-load measurements (medians).")] = DEFAULT_ROUNDS,
     pairs: Annotated[int, typer.Option(
@@ -53,20 +60,24 @@ def bench(
     gpu_layers: GpuLayersOpt = None,
     kv_type: KvTypeOpt = None,
     suite: Annotated[str, typer.Option(
-        help="engine: against llama-cpp-python (default); spec: speculative decoding on vs off.")] = "engine",
+        help="engine: against llama-cpp-python (default); spec: speculative decoding on vs off; "
+             "samples: n samples of one prompt vs one.")] = "engine",
     spec_tokens: Annotated[float, typer.Option(
         help="--suite spec: scale every case's output length (1: 384/512/256/160 tokens).")] = 1.0,
     spec_case: Annotated[Optional[list[str]], typer.Option(
         help="--suite spec: run only these cases (code_edit, math, prose, streams4; repeatable).")] = None,
     spec_sampling: Annotated[Optional[list[str]], typer.Option(
         help="--suite spec: greedy and/or math_preset (repeatable). Default: both.")] = None,
+    samples: Annotated[int, typer.Option(
+        min=2, help="--suite samples: how many samples the n side asks for.")] = DEFAULT_SAMPLE_COUNT,
 ) -> None:
     """Measure decode speed against llama-cpp-python's Llama (same file, same threads),
     concurrent throughput at 1/2/4/8 streams, prefix-cache TTFT and p95 TTFT under load; or,
-    with --suite spec, speculative decoding against the engine without it."""
+    with --suite spec, speculative decoding against the engine without it; with --suite
+    samples, the wall time of n samples of one prompt against one sample."""
     with cli_errors():
-        if suite not in ("engine", "spec"):
-            raise typer.BadParameter("--suite is engine or spec")
+        if suite not in ("engine", "spec", "samples"):
+            raise typer.BadParameter("--suite is engine, spec or samples")
         unknown = set(spec_case or ()) - set(CASES) | set(spec_sampling or ()) - set(SAMPLINGS)
         if unknown:
             raise typer.BadParameter(f"unknown spec case or sampling: {', '.join(sorted(unknown))}")
@@ -85,6 +96,14 @@ def bench(
                                 ngram_max=settings.spec_ngram_max, batch_tokens=plan.spec_batch_tokens))
             report = run_spec_benchmark(spec_cfg, progress=lambda m: err_console.print(f"[dim]{m}[/]"))
             print(json.dumps(report, indent=2) if as_json else format_spec_report(report))
+            return
+        if suite == "samples":
+            samples_cfg = SamplesBenchConfig(
+                model_path=str(prepared.resolved.path), threads=plan.threads, gpu_layers=plan.gpu_layers,
+                flash_attn=plan.flash_attn, kv_type=plan.kv_type, samples=samples, tokens=tokens,
+                rounds=rounds)
+            report = run_samples_benchmark(samples_cfg, progress=lambda m: err_console.print(f"[dim]{m}[/]"))
+            print(json.dumps(report, indent=2) if as_json else format_samples_report(report))
             return
         cfg = BenchConfig(model_path=str(prepared.resolved.path), threads=plan.threads,
                           n_tokens=tokens, rounds=rounds, decode_pairs=pairs, flash_attn=plan.flash_attn, kv_type=plan.kv_type,

@@ -235,7 +235,11 @@ class _ProgressDisplay:
 
     def _line(self, p: EvalProgress) -> str:
         acc = "-" if p.accuracy is None else f"{100 * p.accuracy:.1f}%"
-        return (f"{p.done}/{p.total} done · accuracy {acc} · {p.running} generating · "
+        # The runner keeps a couple of requests queued behind the busy slots (so a freed slot is
+        # refilled at once): show them apart from those generating.
+        generating = min(p.running, p.slots) if p.slots else p.running
+        queued = f" + {p.running - generating} queued" if p.running > generating else ""
+        return (f"{p.done}/{p.total} done · accuracy {acc} · {generating} generating{queued} · "
                 f"{p.tokens_per_s:.1f} tok/s · {p.elapsed_s:.0f} s")
 
     def update(self, p: EvalProgress) -> None:

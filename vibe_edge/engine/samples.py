@@ -52,7 +52,7 @@ from vibe_edge.types import (
     VoteOutcome,
 )
 
-__all__ = ["SampleGroup", "SampleHandle", "Tally", "sample_answer"]
+__all__ = ["SampleGroup", "SampleHandle", "Tally", "replay_early_stop", "sample_answer", "voting_answer"]
 
 _vote_pool: ThreadPoolExecutor | None = None
 _vote_pool_lock = threading.Lock()
@@ -69,13 +69,20 @@ def vote_pool() -> ThreadPoolExecutor:
 
 def sample_answer(result: GenerationResult) -> tuple[str | None, bool]:
     """(the answer a sample votes with or None, whether it is a boxed math answer)."""
-    if result.finish_reason not in (FinishReason.STOP, FinishReason.LENGTH):
+    return voting_answer(result.finish_reason, result.boxed, result.answer)
+
+
+def voting_answer(finish_reason: FinishReason | str, boxed: str | None,
+                  answer: str) -> tuple[str | None, bool]:
+    """sample_answer from a result's parts (the eval replays votes from its saved samples)."""
+    reason = FinishReason(finish_reason)
+    if reason not in (FinishReason.STOP, FinishReason.LENGTH):
         return None, False
-    if result.boxed:
-        return result.boxed, True
-    if result.finish_reason is not FinishReason.STOP:
+    if boxed:
+        return boxed, True
+    if reason is not FinishReason.STOP:
         return None, False  # cut off mid-answer: its text is not an answer
-    text = " ".join(result.answer.split())
+    text = " ".join(answer.split())
     return (text or None), False
 
 
@@ -127,6 +134,32 @@ class Tally:
             return False
         second = groups[1].votes if len(groups) > 1 else 0
         return groups[0].votes > second + len(self.running)
+
+
+def replay_early_stop(samples: list[tuple[int, str | None, bool, int]], *,
+                      equivalent: Callable[[str, str], bool] | None = None) -> tuple[int, list[int]]:
+    """Where the early stop would have ended a group of samples that all ran to their end:
+    (tokens each sample still running had generated at the stop, the samples it cancels), or
+    (-1, []) when the vote is never decided early.
+
+    samples: (completion tokens, voting answer, is_math, reasoning tokens) per sample, by index.
+    Exact for samples that decoded in lockstep (one request of n samples, n <= slots, no
+    speculation: every sample has one new token per step from the same start), because then
+    they finish in the order of their lengths. In the engine the vote is counted on a helper
+    thread, so the real stop comes a few steps later than this one.
+    """
+    tally = Tally(len(samples), equivalent=equivalent)
+    order = sorted(range(len(samples)), key=lambda i: (samples[i][0], i))
+    for position, i in enumerate(order):
+        tokens, answer, is_math, reasoning = samples[i]
+        tally.add(i, answer, is_math=is_math, reasoning_tokens=reasoning)
+        # Samples as long as this one finish in the same step: they are not cut.
+        later = [j for j in order[position + 1:] if samples[j][0] > tokens]
+        if len(later) < len(order) - position - 1:
+            continue
+        if later and tally.decided():
+            return tokens, sorted(later)
+    return -1, []
 
 
 class SampleHandle:

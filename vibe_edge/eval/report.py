@@ -13,8 +13,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from vibe_edge.text.equivalence import answers_equivalent, vote
-from vibe_edge.eval.stats import mean_interval, paired_comparison, wilson_interval
+from vibe_edge.engine.samples import replay_early_stop, voting_answer
+from vibe_edge.text.equivalence import AnswerGroup, answers_equivalent, vote
+from vibe_edge.eval.stats import difference_interval, mean_interval, paired_comparison, wilson_interval
 
 __all__ = ["budget_label", "compare", "format_comparison", "format_report", "summarize"]
 
@@ -40,9 +41,17 @@ def _by_problem(samples: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, A
     return grouped
 
 
+def _reasoning_tokens(sample: dict[str, Any]) -> int:
+    return int((sample.get("stats") or {}).get("reasoning_tokens") or 0)
+
+
 def _majority_correct(problem_samples: Sequence[dict[str, Any]]) -> bool:
-    """maj@K: the most-voted extracted answer (ties: the first to appear) is equivalent to gold."""
-    result = vote([s.get("extracted") for s in problem_samples])
+    """maj@K: the most-voted extracted answer is equivalent to gold. Ties as in the engine's
+    vote: the group with the shortest mean reasoning, then the one that appeared first."""
+    def mean_reasoning(group: AnswerGroup) -> float:
+        return sum(_reasoning_tokens(problem_samples[i]) for i in group.members) / len(group.members)
+
+    result = vote([s.get("extracted") for s in problem_samples], tie_key=mean_reasoning)
     if result.winner is None:
         return False
     members = [problem_samples[i] for i in result.winner.members]
@@ -66,8 +75,36 @@ def _accuracy_block(samples: Sequence[dict[str, Any]], kind: str) -> dict[str, A
                        "note": f"mean over {k} samples per problem"}
     block[f"pass@{k}"] = _rate(sum(1 for v in problems.values() if any(s.get("correct") for s in v)), n)
     if kind == "math":
-        block[f"maj@{k}"] = _rate(sum(1 for v in problems.values() if _majority_correct(v)), n)
+        majority = [1.0 if _majority_correct(v) else 0.0 for v in problems.values()]
+        block[f"maj@{k}"] = _rate(int(sum(majority)), n)
+        # Paired on the same problems: what the vote adds over one sample of the same draws.
+        diffs = [m - p for m, p in zip(majority, means)]
+        block["maj_minus_pass1"] = {"difference": sum(diffs) / n, "ci95": list(difference_interval(diffs))}
+        block["early_stop"] = _early_stop(problems.values())
     return block
+
+
+def _early_stop(problems: Iterable[Sequence[dict[str, Any]]]) -> dict[str, Any]:
+    """What the engine's early stop (`vote: true`) would have saved on these samples: each
+    problem's vote replayed with the engine's answer rule in the order the samples finished.
+    The eval itself never stops a sample (pass@K needs them all)."""
+    total = kept = stopped_problems = cancelled = 0
+    for group in problems:
+        lengths = [int((s.get("stats") or {}).get("completion_tokens") or 0) for s in group]
+        votes = []
+        for s, tokens in zip(group, lengths):
+            answer, is_math = voting_answer(s.get("finish_reason") or "error", s.get("boxed"),
+                                            s.get("answer") or "")
+            votes.append((tokens, answer, is_math, _reasoning_tokens(s)))
+        at, cut = replay_early_stop(votes)
+        total += sum(lengths)
+        kept += sum(lengths) if at < 0 else sum(min(t, at) for t in lengths)
+        if cut:
+            stopped_problems += 1
+            cancelled += len(cut)
+    return {"completion_tokens": total, "with_early_stop": kept,
+            "saved": (total - kept) / total if total else None,
+            "problems_stopped_early": stopped_problems, "samples_cancelled": cancelled}
 
 
 def _breakdown(samples: Sequence[dict[str, Any]], field: str) -> dict[str, Any]:
@@ -183,6 +220,16 @@ def format_report(report: dict[str, Any]) -> str:
             block = s[metric]
             count = f"{block['correct']}/{block['n']}" if "correct" in block else f"n={block['n']}"
             lines.append(f"  {metric:<8} {_pct(block['accuracy']):>6}  95% CI {_ci(block)}  ({count})")
+        if "maj_minus_pass1" in s:
+            block, k = s["maj_minus_pass1"], s["samples_per_problem"]
+            low, high = block["ci95"]
+            lines.append(f"  maj@{k} - pass@1: {100 * block['difference']:+.1f} points, paired 95% CI "
+                         f"[{100 * low:+.1f}, {100 * high:+.1f}]")
+        if s.get("early_stop"):
+            e = s["early_stop"]
+            lines.append(f"  early stop (the engine's vote rule, replayed): {_pct(e['saved'])} of "
+                         f"{e['completion_tokens']} tokens saved, {e['samples_cancelled']} samples cancelled "
+                         f"in {e['problems_stopped_early']} problems")
         lines.append(f"  tokens   {s['mean_reasoning_tokens']:.0f} reasoning + {s['mean_answer_tokens']:.0f} answer "
                      f"per sample (mean)")
         tps = s["tokens_per_s"]

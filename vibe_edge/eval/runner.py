@@ -63,7 +63,8 @@ class EvalProgress:
     total: int
     done: int = 0
     correct: int = 0
-    running: int = 0
+    running: int = 0         # samples submitted and not finished (generating or in the queue)
+    slots: int = 0           # the engine's slots: at most this many of them generate at once
     tokens: int = 0          # completion tokens of finished samples
     live_tokens: int = 0     # tokens streamed so far, unfinished samples included
     started: float = field(default_factory=time.monotonic)
@@ -166,6 +167,7 @@ class _Runner:
                  on_progress: Callable[[EvalProgress], None] | None, stop: threading.Event):
         self.engine, self.run, self.progress = engine, run, progress
         self.on_progress, self.stop = on_progress, stop
+        progress.slots = engine.info.n_slots
         self.pending = deque(run.items)
         self.generating: dict[asyncio.Task, tuple[list[WorkItem], list, float, RequestStream]] = {}
         self.grading: dict[asyncio.Future, tuple[WorkItem, list, GenerationResult, float]] = {}

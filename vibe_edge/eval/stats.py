@@ -46,6 +46,17 @@ def mean_interval(values: Sequence[float], z: float = Z95) -> tuple[float, float
     return max(0.0, mean - half), min(1.0, mean + half)
 
 
+def difference_interval(values: Sequence[float], z: float = Z95) -> tuple[float, float]:
+    """Normal-approximation interval for a mean of paired per-problem differences in [-1, 1]
+    (maj@K correct minus the problem's pass@1), clipped to [-1, 1]."""
+    n = len(values)
+    if n < 2:
+        return -1.0, 1.0
+    mean = sum(values) / n
+    half = z * math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
+    return max(-1.0, mean - half), min(1.0, mean + half)
+
+
 def mcnemar_exact(b: int, c: int) -> float:
     """Two-sided exact McNemar p-value: b pairs right only in A, c right only in B."""
     n = b + c
