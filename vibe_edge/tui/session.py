@@ -349,4 +349,6 @@ class ReplySession:
         return self.reasoning_tokens + self.answer_tokens
 
     def _record(self) -> dict[str, Any] | None:
-        return sampling.record(self.samples) if self.samples else None
+        # None while no sample has started (a request that failed to start): nothing to keep.
+        started = any(s.state != "queued" for s in self.samples)
+        return sampling.record(self.samples) if started else None
