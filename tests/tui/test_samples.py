@@ -99,7 +99,7 @@ class RecordingView:
     def update_sample(self, sample, line):
         self.lines[sample] = line
 
-    async def show_winner(self, *, reasoning, answer, boxed, tally):
+    async def show_winner(self, *, reasoning, answer, boxed, tally, reasoning_tokens=None):
         self.calls.append(("winner", answer, boxed, tally))
 
 

@@ -63,11 +63,16 @@ class SampleProgress:
         self.reasoning_tokens = result.stats.reasoning_tokens or self.reasoning_tokens
         self.answer_tokens = result.stats.answer_tokens or self.answer_tokens
 
-    def entry(self, vote: dict[str, Any] | None = None) -> dict[str, Any]:
-        """This sample as the record keeps it."""
+    def entry(self, vote: dict[str, Any] | None = None, *, text: bool = True) -> dict[str, Any]:
+        """This sample as the record keeps it. text=False: without the streamed text (its line
+        is redrawn several times a second, and a long trace is not joined for that)."""
         r = self.result
-        reasoning = r.reasoning if r is not None and (r.reasoning or not self.reasoning) else "".join(self.reasoning)
-        answer = r.answer if r is not None and (r.answer or not self.answer) else "".join(self.answer)
+        if not text:
+            reasoning, answer = "", (r.answer if r is not None else "")
+        else:
+            reasoning = r.reasoning if r is not None and (r.reasoning or not self.reasoning) \
+                else "".join(self.reasoning)
+            answer = r.answer if r is not None and (r.answer or not self.answer) else "".join(self.answer)
         state = self.state
         early = bool(vote) and self.index in vote.get("early_stopped", ())
         if early:

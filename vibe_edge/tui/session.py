@@ -24,8 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from vibe_edge.tui import samples as sampling
-from vibe_edge.tui.samples import SampleProgress
+from vibe_edge.tui.samples import ERROR as SAMPLE_FAILED
+from vibe_edge.tui.samples import STOPPED as SAMPLE_STOPPED
+from vibe_edge.tui.samples import SampleProgress, pick_stopped, sample_line, tally_text
+from vibe_edge.tui.samples import record as samples_record
 from vibe_edge.tui.store import COMPLETE, ERROR, LENGTH, STOPPED, HistoryStore
 from vibe_edge.types import (
     EventStream,
@@ -66,7 +68,7 @@ class ReplyView(Protocol):
     def update_sample(self, sample: int, line: str) -> None: ...
 
     async def show_winner(self, *, reasoning: str, answer: str, boxed: str | None,
-                          tally: str) -> None: ...
+                          tally: str, reasoning_tokens: int | None = None) -> None: ...
 
 
 @dataclass
@@ -166,7 +168,8 @@ class ReplySession:
         return self.samples[index] if 0 <= index < len(self.samples) else None
 
     def _show_sample(self, sample: SampleProgress, vote: dict[str, Any] | None = None) -> None:
-        self.view.update_sample(sample.index, sampling.sample_line(sample.entry(vote), vote))
+        line = sample_line(sample.entry(vote, text=False), vote)
+        self.view.update_sample(sample.index, line)
 
     def _sample_counts(self) -> None:
         """The status line's figures: thinking and answer tokens of the furthest sample (each
@@ -218,13 +221,13 @@ class ReplySession:
                 sample.finished(r)  # its SampleFinished never came (a remote stream cut short)
         for sample in self.samples:
             if sample.running:  # the request ended without this sample: it did not finish
-                sample.state = sampling.STOPPED if result.finish_reason is FinishReason.CANCELLED \
-                    else sampling.ERROR
+                sample.state = SAMPLE_STOPPED if result.finish_reason is FinishReason.CANCELLED \
+                    else SAMPLE_FAILED
         vote = result.vote.to_dict() if result.vote is not None else None
         for sample in self.samples:
             self._show_sample(sample, vote)
         self._sample_counts()
-        record = sampling.record(self.samples, vote)
+        kept = samples_record(self.samples, vote)
         stats = result.stats.to_dict()
         if stats.get("ttft_ms") is None and self.ttft_ms is not None:
             stats["ttft_ms"] = round(self.ttft_ms, 1)
@@ -233,10 +236,11 @@ class ReplySession:
         reason = result.finish_reason
         # The result's own fields are the winner's (sample 0's without a vote).
         await self.view.show_winner(reasoning=result.reasoning, answer=result.answer,
-                                    boxed=result.boxed, tally=sampling.tally_text(vote, self.n))
+                                    boxed=result.boxed, tally=tally_text(vote, self.n),
+                                    reasoning_tokens=result.stats.reasoning_tokens or None)
         await self.finish(_STATUS.get(reason, ERROR), reasoning=result.reasoning,
                           answer=result.answer, boxed=result.boxed, stats=stats,
-                          error=result.error, finish_reason=reason.value, samples=record)
+                          error=result.error, finish_reason=reason.value, samples=kept)
 
     async def _finished(self, event: Finished) -> None:
         if self.samples:
@@ -301,10 +305,10 @@ class ReplySession:
         if self.samples:
             for sample in self.samples:
                 if sample.running:
-                    sample.state = sampling.STOPPED
+                    sample.state = SAMPLE_STOPPED
             # No vote without the samples' ends: keep one sample's text as the reply (what a
             # follow-up turn sends) and every sample's in the record.
-            kept = sampling.pick_stopped(self.samples)
+            kept = pick_stopped(self.samples)
             kept_entry = kept.entry()
             content, reasoning = kept_entry["answer"], kept_entry["reasoning"]
         self.store.update_message(self.message_id, content=content, reasoning=reasoning,
@@ -351,4 +355,4 @@ class ReplySession:
     def _record(self) -> dict[str, Any] | None:
         # None while no sample has started (a request that failed to start): nothing to keep.
         started = any(s.state != "queued" for s in self.samples)
-        return sampling.record(self.samples) if started else None
+        return samples_record(self.samples) if started else None

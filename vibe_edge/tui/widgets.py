@@ -375,12 +375,12 @@ class AssistantMessage(Vertical):
         self.sample_blocks[sample].title = line
 
     async def show_winner(self, *, reasoning: str, answer: str, boxed: str | None,
-                          tally: str) -> None:
+                          tally: str, reasoning_tokens: int | None = None) -> None:
         """The vote is in: the winner's reasoning and answer as a reply's own, then its boxed
         answer and the tally."""
         self.flush()
         if reasoning and self.thinking is None:
-            self.thinking = ThinkingBlock(reasoning, live=False)
+            self.thinking = ThinkingBlock(reasoning, live=False, tokens=reasoning_tokens)
             await self.mount(self.thinking, before=self.answer_view)
         self.answer_text = answer
         await self.answer_view.update(answer)
