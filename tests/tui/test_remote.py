@@ -4,6 +4,7 @@ against a real `vibe-edge serve` on a Unix socket."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -155,8 +156,8 @@ async def test_unreachable_server_is_a_clear_error(tmp_path):
         await backend.start()
 
 
-@pytest.fixture
-def served_socket():
+@contextlib.contextmanager
+def _serve_demo(slots: int):
     """A real `vibe-edge serve --socket` on the demo model (its public entry point: the CLI)."""
     try:
         import vibe_edge.server  # noqa: F401
@@ -169,7 +170,7 @@ def served_socket():
     path = Path(folder) / "s.sock"
     proc = subprocess.Popen(
         [sys.executable, "-m", "vibe_edge", "serve", "--model", "demo", "--socket", str(path),
-         "--slots", "1", "--ctx", "2048", "--preset", "general"],
+         "--slots", str(slots), "--ctx", "2048", "--preset", "general"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     try:
@@ -196,6 +197,18 @@ def served_socket():
             proc.kill()
             proc.wait(10)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def served_socket():
+    with _serve_demo(slots=1) as path:
+        yield path
+
+
+@pytest.fixture
+def served_two_slots():
+    with _serve_demo(slots=2) as path:
+        yield path
 
 
 async def test_app_against_a_real_server_on_a_unix_socket(served_socket, history_path, tmp_path):
@@ -283,3 +296,115 @@ def test_chat_never_sends_openai_api_key_to_another_server(monkeypatch):
     assert backend.api_key != "sk-users-real-openai-key"
     explicit = _backend(load_settings(), None, "http://127.0.0.1:9", None, "vibe-key")
     assert explicit.api_key == "vibe-key"
+
+
+# -- samples: n choices and vibe-edge's vote -----------------------------------------------------------
+
+def _served_vote_stream() -> list[dict]:
+    """What `vibe-edge serve` streams for n=3 with vote, written by the server's own chunk writer
+    from engine results: sample 1 wins with sample 2, sample 0 answers otherwise, and sample 0's
+    notice comes on its choice."""
+    from vibe_edge.server.openai.chat import ChatChunks
+    from vibe_edge.types import GenerationResult, RequestStats, VoteGroup, VoteOutcome
+
+    def result(i, answer, boxed):
+        return GenerationResult(request_id="r", text=answer, reasoning=f"think {i}", answer=answer,
+                                finish_reason=FinishReason.STOP, boxed=boxed, sample=i,
+                                stats=RequestStats(prompt_tokens=11, reasoning_tokens=4 + i,
+                                                   answer_tokens=3, decode_tps=30.0 + i))
+
+    from vibe_edge.types import Notice as EngineNotice
+
+    writer = ChatChunks("r", "m", 3)
+    samples = [result(0, "It is \\boxed{41}.", "41"), result(1, "It is \\boxed{42}.", "42"),
+               result(2, "So \\boxed{42}.", "42")]
+    vote = VoteOutcome([VoteGroup("42", [1, 2], 5.5), VoteGroup("41", [0], 4.0)], ["41", "42", "42"])
+    top = GenerationResult(**{**samples[1].__dict__, "samples": samples, "vote": vote})
+    chunks = [c.model_dump() for c in writer.opening()]
+    for s in samples:
+        chunks.append(writer.text("reasoning", s.reasoning, s.sample).model_dump())
+    chunks.append(writer.notice(EngineNotice("r", "thinking_budget", "budget reached", sample=0)).model_dump())
+    for s in samples:
+        chunks.append(writer.text("answer", s.answer, s.sample).model_dump())
+    for s in (samples[2], samples[0], samples[1]):  # samples end in any order
+        chunks.append(writer.final(s, s.sample).model_dump())
+    chunks.append(writer.vote(top).model_dump())
+    chunks.append(writer.usage(top).model_dump())
+    return chunks
+
+
+async def test_n_streamed_choices_and_the_vote_become_the_engines_sample_events():
+    from vibe_edge.types import SampleFinished, Started
+
+    seen: list[dict] = []
+    backend = OpenAIBackend(base_url="http://server", model="m",
+                            http_client=_mock_client(_served_vote_stream(), seen))
+    await backend.start()
+    from vibe_edge.tui.options import build_request
+
+    request = build_request(ChatOptions(preset="math", samples=3), [("user", "q")])
+    events = await _collect(backend, request)
+    assert seen[0]["n"] == 3 and seen[0]["vote"] is True
+    assert [e.sample for e in events if isinstance(e, Started)] == [0, 1, 2]
+    texts = {(e.sample, e.channel): e.text for e in events if isinstance(e, TextDelta)}
+    assert texts[(1, "reasoning")] == "think 1" and texts[(2, "answer")] == "So \\boxed{42}."
+    assert [(e.sample, e.code) for e in events if isinstance(e, Notice)] == [(0, "thinking_budget")]
+    ended = [e for e in events if isinstance(e, SampleFinished)]
+    assert [e.sample for e in ended] == [2, 0, 1]
+    assert ended[0].result.answer == "So \\boxed{42}." and ended[0].result.stats.reasoning_tokens == 6
+    final = events[-1]
+    assert isinstance(final, Finished) and len([e for e in events if isinstance(e, Finished)]) == 1
+    result = final.result
+    assert [s.sample for s in result.samples] == [0, 1, 2]
+    assert result.vote.tally() == {"42": 2, "41": 1} and result.vote.answers == ["41", "42", "42"]
+    assert result.vote.winner.samples == [1, 2]
+    # The top-level fields are the winner's, as the engine gives them.
+    assert (result.answer, result.reasoning, result.boxed) == ("It is \\boxed{42}.", "think 1", "42")
+    assert result.samples[0].stats.prompt_tokens == 11 and result.samples[0].boxed == "41"
+
+
+async def test_the_app_shows_a_remote_vote_like_a_local_one(history_path, tmp_path):
+    backend = OpenAIBackend(base_url="http://server", model="m",
+                            http_client=_mock_client(_served_vote_stream(), []))
+    app = ChatApp(backend, history=history_path, options=ChatOptions(preset="math", samples=3),
+                  export_dir=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app._backend_ready.is_set())
+        app.query_one("#prompt").text = "q"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.reply is not None and app.reply.shown)
+        view = app.query_one(AssistantMessage)
+        assert view.tally.text == "Vote: 42 ×2 · 41 ×1 · 0 abstained · 0 stopped early"
+        assert view.boxed.boxed == "42" and view.answer_text == "It is \\boxed{42}."
+        titles = [b.title for b in view.sample_blocks]
+        assert titles == ["#1 · done · 7 tokens · 41", "#2 · done · 8 tokens · 42 ✓",
+                          "#3 · done · 9 tokens · 42 ✓"]
+        [_, msg] = app.store.messages(app.conversation_id)
+        assert msg.content == "It is \\boxed{42}." and msg.samples["vote"]["winner_samples"] == [1, 2]
+
+
+async def test_two_samples_against_a_real_server(served_two_slots, history_path, tmp_path):
+    backend = OpenAIBackend(socket=served_two_slots)
+    options = ChatOptions(preset="general", temperature=0.9, max_tokens=16, samples=2)
+    app = ChatApp(backend, history=history_path, options=options, export_dir=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app._backend_ready.is_set(), timeout=30)
+        assert app._backend_error is None and backend.slots == 2  # from the server's model card
+        app.query_one("#prompt").text = "Name a color."
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.reply is not None and app.reply.shown, timeout=90)
+        view = app.query_one(AssistantMessage)
+        assert len(view.sample_blocks) == 2 and all(b.answer_text.strip() for b in view.sample_blocks)
+        assert view.tally is not None and view.tally.text.startswith("Vote: ")
+        [_, msg] = app.store.messages(app.conversation_id)
+        assert msg.status in ("complete", "length") and msg.samples["vote"] is not None
+        assert [s["answer"] for s in msg.samples["samples"]] == [b.answer_text for b in view.sample_blocks]
+        assert all(s["answer_tokens"] > 0 and s["state"] in ("done", "cut off") for s in msg.samples["samples"])
+        # More samples than the server has slots: a clear error, asked of nobody.
+        app.options = ChatOptions(preset="general", max_tokens=16, samples=3)
+        app.query_one("#prompt").text = "Again."
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.reply is not None and app.reply.shown
+                       and app.reply.message_id != msg.id, timeout=30)
+        last = app.store.messages(app.conversation_id)[-1]
+        assert last.status == "error" and "the model runs 2 slots here" in last.error

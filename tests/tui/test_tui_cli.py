@@ -33,7 +33,8 @@ def test_unknown_preset_and_bad_keymap(tmp_path):
 def test_chat_help_lists_the_options():
     result = CliRunner().invoke(app, ["chat", "--help"])
     assert result.exit_code == 0
-    for option in ("--model", "--preset", "--url", "--socket", "--history", "--thinking-budget"):
+    for option in ("--model", "--preset", "--url", "--socket", "--history", "--thinking-budget",
+                   "--slots"):
         assert option in _out(result)
 
 

@@ -51,6 +51,10 @@ def chat(
              "in the user config directory.")] = None,
     sidebar: Annotated[Optional[bool], typer.Option(
         "--sidebar/--no-sidebar", help="Show the conversation list at start (default: wide terminals).")] = None,
+    slots: Annotated[Optional[int], typer.Option(
+        "--slots", min=1, help="Sequences the engine decodes at once: the most samples a reply may "
+                               "draw (the samples option, a majority vote). Each slot has its own "
+                               "--ctx of KV cache. Default: the saved samples option (1).")] = None,
     ctx: CtxOpt = None,
     threads: ThreadsOpt = None,
     gpu_layers: GpuLayersOpt = None,
@@ -73,7 +77,8 @@ def chat(
         try:
             options = _options(store, settings, preset, system, temperature, top_p, max_tokens,
                                thinking_budget)
-            backend = _backend(settings, model, url, socket, api_key)
+            # Enough slots for the saved samples option unless --slots says otherwise.
+            backend = _backend(settings, model, url, socket, api_key, slots=slots or options.samples)
             from vibe_edge.tui.app import ChatApp
 
             app = ChatApp(backend, history=store, options=options, export_dir=export_dir,
@@ -118,7 +123,7 @@ def _options(store, settings, preset, system, temperature, top_p, max_tokens, th
     return options
 
 
-def _backend(settings, model, url, socket, api_key):
+def _backend(settings, model, url, socket, api_key, *, slots: int = 1):
     if url or socket:
         from vibe_edge.tui.backends import OpenAIBackend
 
@@ -128,10 +133,11 @@ def _backend(settings, model, url, socket, api_key):
     from vibe_edge.runtime import open_engine, prepare_model
     from vibe_edge.tui.backends import LocalBackend
 
-    prepare_model(settings, model=model, slots=1)  # a missing model is a CLI error, before the TUI
+    # One slot unless samples are wanted: then the whole context goes to the one conversation.
+    prepare_model(settings, model=model, slots=slots)  # a missing model is a CLI error, before the TUI
     notes: list[str] = []
 
     def factory():
-        return open_engine(settings, model=model, notify=notes.append, slots=1)
+        return open_engine(settings, model=model, notify=notes.append, slots=slots)
 
     return LocalBackend(factory, notices=notes)

@@ -193,7 +193,10 @@ class ChatApp(App[None]):
             status = self.query_one(StatusLine)
         except Exception:
             return
-        status.show(model=backend.model_name, preset=self.options.preset, state=self.state, **kwargs)
+        preset = self.options.preset
+        if self.options.samples > 1:  # a voting chat says so: its replies take n times the work
+            preset += f" ×{self.options.samples}"
+        status.show(model=backend.model_name, preset=preset, state=self.state, **kwargs)
 
     def on_resize(self) -> None:
         self.call_after_refresh(self._update_status)
@@ -242,6 +245,7 @@ class ChatApp(App[None]):
         self.sub_title = conv.title
         if follow_preset:
             self._use_conversation_preset(conv.preset)
+            self._use_conversation_samples(conv.samples)
         self.refresh_conversations()
         self._update_status()
 
@@ -253,6 +257,14 @@ class ChatApp(App[None]):
             return  # unknown: a preset removed since, or a row written by an older version
         self.options = dataclasses.replace(self.options, preset=preset)
         self.notify(f"Preset: {preset} (this conversation's).", timeout=3)
+
+    def _use_conversation_samples(self, samples: int | None) -> None:
+        """The samples option is the conversation's too: a chat held in majority vote goes on
+        voting when reopened, a plain one stays plain."""
+        if not isinstance(samples, int) or samples < 1 or samples == self.options.samples:
+            return  # None: a conversation from before the option; it keeps the current one
+        self.options = dataclasses.replace(self.options, samples=samples)
+        self.notify(f"Samples: {samples} (this conversation's).", timeout=3)
 
     def _busy(self, what: str) -> bool:
         if self.reply is not None and not self.reply.done:
@@ -331,7 +343,8 @@ class ChatApp(App[None]):
         if self.conversation_id is None:
             title = _title(text)
             conv = self.store.create_conversation(title, preset=self.options.preset,
-                                                  model=self.backend.model_name)
+                                                  model=self.backend.model_name,
+                                                  samples=self.options.samples)
             self.conversation_id = conv.id
             self.sub_title = title
             await chat.remove_children()
@@ -347,7 +360,8 @@ class ChatApp(App[None]):
             turns = [(m.role, m.content) for m in self.store.messages(conv_id)
                      if m.role in ("user", "assistant") and not (m.role == "assistant" and m.status == ERROR)]
             message = self.store.add_message(conv_id, "assistant", "", status=STREAMING)
-            self.store.update_conversation(conv_id, model=self.backend.model_name, preset=self.options.preset)
+            self.store.update_conversation(conv_id, model=self.backend.model_name, preset=self.options.preset,
+                                           samples=self.options.samples)
         except HistoryError as exc:
             await self._history_failed(exc)
             return
@@ -373,8 +387,9 @@ class ChatApp(App[None]):
                 return
             try:
                 request = build_request(self.options, turns, ctx_per_slot=self.backend.context_size,
-                                        max_tokens=self.max_tokens)
+                                        max_tokens=self.max_tokens, slots=self.backend.slots)
                 reply.budget = request.reasoning.thinking_budget  # what the engine will enforce
+                reply.use_samples(request.n)
                 stream = await self.backend.submit(request)
             except VibeEdgeError as exc:
                 await reply.finish(ERROR, error=exc.message)
@@ -592,13 +607,15 @@ class ChatApp(App[None]):
             self.options = options
             self.store.set_pref("options", options.to_dict())
             if self.conversation_id is not None:  # the open conversation remembers its preset
-                self.store.update_conversation(self.conversation_id, preset=options.preset)
+                self.store.update_conversation(self.conversation_id, preset=options.preset,
+                                               samples=options.samples)
             if theme and theme != self.theme:
                 self.theme = theme
             self._update_status()
             self.notify("Settings saved.", timeout=3)
 
-        self.push_screen(SettingsScreen(self.options, themes, self.theme), saved)
+        self.push_screen(SettingsScreen(self.options, themes, self.theme, slots=self.backend.slots),
+                         saved)
 
     def watch_theme(self, theme: str) -> None:
         try:

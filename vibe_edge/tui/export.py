@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vibe_edge.tui.store import COMPLETE, Conversation, HistoryStore, StoredMessage
+from vibe_edge.tui.samples import sample_line, tally_text
+from vibe_edge.tui.store import COMPLETE, STOPPED, Conversation, HistoryStore, StoredMessage
 
 __all__ = ["EXPORT_FORMAT", "conversation_to_dict", "conversation_to_markdown", "export_conversation"]
 
@@ -40,6 +41,7 @@ def conversation_to_dict(conv: Conversation, messages: list[StoredMessage]) -> d
                 **({"status": m.status, "finish_reason": m.finish_reason, "boxed": m.boxed,
                     "stats": m.stats, "notices": m.notices, "error": m.error}
                    if m.role == "assistant" else {}),
+                **({"samples": m.samples} if m.samples else {}),  # a voted reply: each sample, the vote
                 "created_at": _iso(m.created_at),
             }
             for m in messages
@@ -71,12 +73,26 @@ def conversation_to_markdown(conv: Conversation, messages: list[StoredMessage]) 
                 lines += [m.content, ""]
             if m.boxed:
                 lines += [f"**Final answer:** $\\boxed{{{m.boxed}}}$", ""]
+            if m.samples:
+                lines += _samples_markdown(m)
             if m.status != COMPLETE:
                 note = _STATUS_NOTE.get(m.status, m.status)
                 if m.error:
                     note += f": {m.error}"
                 lines += [f"_[{note}]_", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _samples_markdown(m: StoredMessage) -> list[str]:
+    record = m.samples or {}
+    vote, samples = record.get("vote"), record.get("samples") or []
+    lines = [] if m.status == STOPPED else [f"_{tally_text(vote, len(samples))}_", ""]
+    for i, entry in enumerate(samples):
+        lines += [f"<details><summary>Sample {sample_line({**entry, 'index': i}, vote)}</summary>", ""]
+        if entry.get("reasoning"):
+            lines += ["_Thinking:_", "", str(entry["reasoning"]).strip(), ""]
+        lines += [str(entry.get("answer") or "").strip() or "_(no answer)_", "", "</details>", ""]
+    return lines
 
 
 def export_conversation(store: HistoryStore, conversation_id: int, directory: str | Path

@@ -9,14 +9,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vibe_edge.defaults import DEFAULT_LOOP_GUARD, DEFAULT_PRESET, UNLIMITED_THINKING
+from vibe_edge.defaults import DEFAULT_LOOP_GUARD, DEFAULT_PRESET, MAX_SAMPLES, UNLIMITED_THINKING
 from vibe_edge.errors import InvalidRequest
 from vibe_edge.presets import PRESETS, Preset, get_preset
 from vibe_edge.requests import Limits, Overrides, resolve_thinking_budget
 from vibe_edge.requests import build_request as build_policy_request
 from vibe_edge.types import GenerationRequest, SamplingParams
 
-__all__ = ["ChatOptions", "build_request", "history_messages"]
+__all__ = ["ChatOptions", "build_request", "check_samples", "history_messages"]
 
 # Saved options (the `options` pref): version 2 reads thinking_budget 0 as no thinking.
 _PREFS_VERSION = 2
@@ -25,7 +25,11 @@ _PREFS_VERSION = 2
 @dataclass(frozen=True)
 class ChatOptions:
     """None in a field means "the preset's value". thinking_budget counts tokens, 0 is no
-    thinking and -1 no budget (as everywhere in vibe-edge, and llama.cpp's --reasoning-budget)."""
+    thinking and -1 no budget (as everywhere in vibe-edge, and llama.cpp's --reasoning-budget).
+
+    samples: answers drawn per reply (self-consistency); above 1 the reply is the majority
+    vote over them (n=samples, vote=True). At most the backend's slots: each sample decodes in
+    a slot of its own."""
 
     preset: str = DEFAULT_PRESET
     system_prompt: str | None = None
@@ -34,6 +38,7 @@ class ChatOptions:
     max_tokens: int | None = None
     thinking_budget: int | None = None
     loop_guard: bool = DEFAULT_LOOP_GUARD
+    samples: int = 1
 
     @property
     def preset_obj(self) -> Preset:
@@ -51,7 +56,9 @@ class ChatOptions:
             "thinking_budget": budget,
         }
 
-    def validate(self) -> None:
+    def validate(self, *, slots: int | None = None) -> None:
+        """slots: the backend's (None: unknown, e.g. a remote server not saying; the server
+        then refuses too many samples itself)."""
         get_preset(self.preset)
         eff = self.effective()
         SamplingParams(temperature=eff["temperature"], top_p=eff["top_p"]).validate()
@@ -61,6 +68,7 @@ class ChatOptions:
         if self.thinking_budget is not None and self.thinking_budget < UNLIMITED_THINKING:
             raise InvalidRequest("thinking budget must be a number of tokens (0: no thinking), or -1 "
                                  "for no budget", param="thinking_budget")
+        check_samples(self.samples, slots)
 
     def overrides(self) -> Overrides:
         """The options as the request policy reads them (None: the preset's value)."""
@@ -86,6 +94,17 @@ class ChatOptions:
         return options
 
 
+def check_samples(samples: object, slots: int | None) -> None:
+    """Raise InvalidRequest unless `samples` is a whole number from 1 to the slots there are."""
+    ceiling = min(slots, MAX_SAMPLES) if slots else MAX_SAMPLES
+    if not isinstance(samples, int) or isinstance(samples, bool) or not 1 <= samples <= ceiling:
+        where = (f"the model runs {slots} slot{'s' if slots != 1 else ''} here; each sample needs "
+                 "one (start the chat, or its server, with --slots N for more)" if slots else
+                 f"at most {MAX_SAMPLES}")
+        raise InvalidRequest(f"samples must be a whole number from 1 to {ceiling} ({where}), got "
+                             f"{samples!r}", param="samples")
+
+
 def history_messages(turns: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
     """(role, text) turns -> OpenAI messages. Assistant turns carry only their answers: the
     reasoning of earlier replies is not sent back (it would fill the context for nothing)."""
@@ -93,13 +112,21 @@ def history_messages(turns: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
 
 
 def build_request(options: ChatOptions, turns: Sequence[tuple[str, str]], *,
-                  ctx_per_slot: int | None = None, max_tokens: int | None = None) -> GenerationRequest:
+                  ctx_per_slot: int | None = None, max_tokens: int | None = None,
+                  slots: int | None = None) -> GenerationRequest:
     """The request for the next reply: the conversation so far, the options as overrides of
     their preset. ctx_per_slot: the backend's context, when known; max_tokens: the settings'
-    cap on any request."""
-    return build_policy_request(options.preset, messages=history_messages(turns),
-                                overrides=options.overrides(),
-                                limits=Limits(ctx_per_slot=ctx_per_slot, max_tokens=max_tokens))
+    cap on any request; slots: the backend's, when known (samples may not exceed them)."""
+    request = build_policy_request(options.preset, messages=history_messages(turns),
+                                   overrides=options.overrides(),
+                                   limits=Limits(ctx_per_slot=ctx_per_slot, max_tokens=max_tokens))
+    # Samples are set beside the policy, as the server sets a body's n and vote: they decide
+    # how many answers are drawn, not what any one of them is.
+    check_samples(options.samples, slots)
+    if options.samples > 1:
+        request.n, request.vote = options.samples, True
+        request.validate()
+    return request
 
 
 PRESET_NAMES = tuple(PRESETS)

@@ -192,8 +192,9 @@ class SearchScreen(ModalScreen["int | None"]):
 
 
 class SettingsScreen(ModalScreen["tuple[ChatOptions, str | None] | None"]):
-    """Preset, system prompt, temperature, top_p, max tokens, thinking budget, theme.
-    Empty fields take the preset's value. Ctrl+S saves, Esc cancels."""
+    """Preset, system prompt, temperature, top_p, max tokens, thinking budget, samples, theme.
+    Empty fields take the preset's value (samples: 1). Ctrl+S saves, Esc cancels. slots: the
+    backend's, the most samples it can draw (None: unknown)."""
 
     DEFAULT_CSS = _css("SettingsScreen") + """
     SettingsScreen > .dialog { height: 100%; max-height: 34; }
@@ -207,9 +208,11 @@ class SettingsScreen(ModalScreen["tuple[ChatOptions, str | None] | None"]):
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save", priority=True)]
 
-    def __init__(self, options: ChatOptions, themes: Sequence[str], theme: str) -> None:
+    def __init__(self, options: ChatOptions, themes: Sequence[str], theme: str, *,
+                 slots: int | None = None) -> None:
         super().__init__()
         self.options = options
+        self.slots = slots
         self.themes = list(themes)
         self.theme_name = theme
 
@@ -245,6 +248,12 @@ class SettingsScreen(ModalScreen["tuple[ChatOptions, str | None] | None"]):
                                 placeholder=f"{eff['thinking_budget'] or 'none'} (preset; 0: no thinking, -1: none)",
                                 id="thinking_budget")
                 with Horizontal(classes="row"):
+                    yield Label("Samples")
+                    most = f"1..{self.slots}" if self.slots else "1 or more"
+                    yield Input("" if o.samples == 1 else str(o.samples),
+                                placeholder=f"1 ({most}; above 1: majority vote of that many answers)",
+                                id="samples")
+                with Horizontal(classes="row"):
                     yield Label("Theme")
                     yield Select([(t, t) for t in self.themes], value=self.theme_name
                                  if self.theme_name in self.themes else Select.NULL, id="theme")
@@ -271,6 +280,7 @@ class SettingsScreen(ModalScreen["tuple[ChatOptions, str | None] | None"]):
 
         preset = self.query_one("#preset", Select).value
         system = self.query_one("#system", TextArea).text.strip() or None
+        samples = number("samples", int)
         options = ChatOptions(
             preset=str(preset), system_prompt=system,
             temperature=number("temperature", float),  # type: ignore[arg-type]
@@ -278,8 +288,9 @@ class SettingsScreen(ModalScreen["tuple[ChatOptions, str | None] | None"]):
             max_tokens=number("max_tokens", int),  # type: ignore[arg-type]
             thinking_budget=number("thinking_budget", int),  # type: ignore[arg-type]
             loop_guard=self.options.loop_guard,
+            samples=1 if samples is None else samples,  # type: ignore[arg-type]
         )
-        options.validate()
+        options.validate(slots=self.slots)
         theme = self.query_one("#theme", Select).value
         return options, (str(theme) if theme is not Select.NULL and theme != Select.BLANK else None)
 

@@ -10,6 +10,11 @@ terminal (tests/tui/test_session.py).
 Ends: `finish` when the stream says Finished (or fails), `stop` for Esc, synchronous so the
 reply is saved as stopped at once. Either runs once; `done` is set first thing, `shown` last,
 even if drawing failed.
+
+Samples (`n` > 1, the samples option): each sample streams into its own line and collapsible
+block (the view's sample methods) and into the row's `samples` record (tui/samples.py); the
+reply's own answer and reasoning are the vote's winner, drawn and saved when Finished comes,
+with the tally. Esc saves every sample as it stands.
 """
 
 from __future__ import annotations
@@ -19,8 +24,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from vibe_edge.tui.samples import ERROR as SAMPLE_FAILED
+from vibe_edge.tui.samples import STOPPED as SAMPLE_STOPPED
+from vibe_edge.tui.samples import SampleProgress, pick_stopped, sample_line, tally_text
+from vibe_edge.tui.samples import record as samples_record
 from vibe_edge.tui.store import COMPLETE, ERROR, LENGTH, STOPPED, HistoryStore
-from vibe_edge.types import EventStream, Finished, FinishReason, Notice, Started, TextDelta
+from vibe_edge.types import (
+    EventStream,
+    Finished,
+    FinishReason,
+    Notice,
+    SampleFinished,
+    Started,
+    TextDelta,
+)
 
 __all__ = ["ReplySession", "ReplyView"]
 
@@ -43,6 +60,16 @@ class ReplyView(Protocol):
 
     def flush(self) -> None: ...
 
+    # Only for a reply of several samples (n > 1):
+    async def start_samples(self, n: int) -> None: ...
+
+    def add_sample_text(self, sample: int, channel: str, text: str) -> None: ...
+
+    def update_sample(self, sample: int, line: str) -> None: ...
+
+    async def show_winner(self, *, reasoning: str, answer: str, boxed: str | None,
+                          tally: str, reasoning_tokens: int | None = None) -> None: ...
+
 
 @dataclass
 class ReplySession:
@@ -53,6 +80,7 @@ class ReplySession:
     # Called once the end is saved and drawn (stopped: Esc), before `shown` is set.
     on_end: Callable[[ReplySession, bool], None] = lambda _session, _stopped: None
     clock: Callable[[], float] = time.monotonic
+    n: int = 1  # samples the request draws (the reply is their vote when > 1)
 
     reasoning: list[str] = field(default_factory=list)
     answer: list[str] = field(default_factory=list)
@@ -75,6 +103,12 @@ class ReplySession:
         self.first_token: float | None = None
         self.last_save = self.started
         self._saved_reasoning = False
+        self.use_samples(self.n)
+
+    def use_samples(self, n: int) -> None:
+        """The request draws `n` samples (known once it is built, before its stream starts)."""
+        self.n = n
+        self.samples = [SampleProgress(i) for i in range(n)] if n > 1 else []
 
     @property
     def reasoning_text(self) -> str:
@@ -89,6 +123,8 @@ class ReplySession:
         """Read the stream to its end (a stream without Finished is an error)."""
         self.stream = stream
         self.state = "queued"
+        if self.samples:
+            await self.view.start_samples(self.n)
         async for event in stream:
             if self.done:
                 break
@@ -97,7 +133,9 @@ class ReplySession:
             await self.finish(ERROR, error="the stream ended unexpectedly")
 
     async def handle(self, event: object) -> None:
-        if isinstance(event, TextDelta):
+        if self.samples and not isinstance(event, Finished):
+            await self._sample_event(event)
+        elif isinstance(event, TextDelta):
             if self.first_token is None:
                 self.first_token = self.clock()
                 self.ttft_ms = (self.first_token - self.started) * 1000
@@ -125,7 +163,89 @@ class ReplySession:
         elif isinstance(event, Finished):
             await self._finished(event)
 
+    # -- several samples --------------------------------------------------------------------------
+    def _sample(self, index: int) -> SampleProgress | None:
+        return self.samples[index] if 0 <= index < len(self.samples) else None
+
+    def _show_sample(self, sample: SampleProgress, vote: dict[str, Any] | None = None) -> None:
+        line = sample_line(sample.entry(vote, text=False), vote)
+        self.view.update_sample(sample.index, line)
+
+    def _sample_counts(self) -> None:
+        """The status line's figures: thinking and answer tokens of the furthest sample (each
+        sample has its own budget and context), the state over all of them."""
+        self.reasoning_tokens = max(s.reasoning_tokens for s in self.samples)
+        self.answer_tokens = max(s.answer_tokens for s in self.samples)
+        ended = sum(not s.running for s in self.samples)
+        if self.first_token is not None:
+            self.state = f"sampling · {ended}/{self.n} done"
+
+    async def _sample_event(self, event: object) -> None:
+        sample = self._sample(getattr(event, "sample", 0))
+        if sample is None:
+            return
+        if isinstance(event, TextDelta):
+            if self.first_token is None:
+                self.first_token = self.clock()
+                self.ttft_ms = (self.first_token - self.started) * 1000
+            before = sample.state
+            sample.text(event.channel, event.text)
+            self.view.add_sample_text(sample.index, event.channel, event.text)
+            if sample.state != before:
+                self._show_sample(sample)
+            self._sample_counts()
+        elif isinstance(event, Started):
+            sample.state = "reading prompt"
+            if self.first_token is None:
+                self.state = "reading prompt"
+            self.prompt_tokens = self.prompt_tokens or event.prompt_tokens
+            self._show_sample(sample)
+        elif isinstance(event, Notice):
+            sample.notices.append(event.code)
+            # One line per kind of notice for the reply: n samples hitting the same thinking
+            # budget say one thing, not n times the same.
+            if all(n["code"] != event.code for n in self.notices):
+                self.notices.append({"code": event.code, "message": event.message})
+                self.store.update_message(self.message_id, notices=self.notices)
+                await self.view.add_notice(event.code, event.message)
+        elif isinstance(event, SampleFinished):
+            sample.finished(event.result)
+            self._show_sample(sample)
+            self._sample_counts()
+
+    async def _samples_finished(self, event: Finished) -> None:
+        result = event.result
+        for r in result.samples or ():
+            sample = self._sample(r.sample)
+            if sample is not None and sample.result is None:
+                sample.finished(r)  # its SampleFinished never came (a remote stream cut short)
+        for sample in self.samples:
+            if sample.running:  # the request ended without this sample: it did not finish
+                sample.state = SAMPLE_STOPPED if result.finish_reason is FinishReason.CANCELLED \
+                    else SAMPLE_FAILED
+        vote = result.vote.to_dict() if result.vote is not None else None
+        for sample in self.samples:
+            self._show_sample(sample, vote)
+        self._sample_counts()
+        kept = samples_record(self.samples, vote)
+        stats = result.stats.to_dict()
+        if stats.get("ttft_ms") is None and self.ttft_ms is not None:
+            stats["ttft_ms"] = round(self.ttft_ms, 1)
+        self.ttft_ms = stats.get("ttft_ms")
+        self.tps = result.stats.decode_tps or self.tps
+        reason = result.finish_reason
+        # The result's own fields are the winner's (sample 0's without a vote).
+        await self.view.show_winner(reasoning=result.reasoning, answer=result.answer,
+                                    boxed=result.boxed, tally=tally_text(vote, self.n),
+                                    reasoning_tokens=result.stats.reasoning_tokens or None)
+        await self.finish(_STATUS.get(reason, ERROR), reasoning=result.reasoning,
+                          answer=result.answer, boxed=result.boxed, stats=stats,
+                          error=result.error, finish_reason=reason.value, samples=kept)
+
     async def _finished(self, event: Finished) -> None:
+        if self.samples:
+            await self._samples_finished(event)
+            return
         result = event.result
         reason = result.finish_reason
         if reason is FinishReason.TIMEOUT:
@@ -149,7 +269,8 @@ class ReplySession:
     # -- the ends ---------------------------------------------------------------------------------
     async def finish(self, status: str, *, reasoning: str | None = None, answer: str | None = None,
                      boxed: str | None = None, stats: dict[str, Any] | None = None,
-                     error: str | None = None, finish_reason: str | None = None) -> None:
+                     error: str | None = None, finish_reason: str | None = None,
+                     samples: dict[str, Any] | None = None) -> None:
         """Save the reply's final row and draw its end."""
         if self.done:
             return
@@ -159,7 +280,7 @@ class ReplySession:
             self.message_id, content=answer if answer is not None else self.answer_text,
             reasoning=reasoning if reasoning is not None else self.reasoning_text, status=status,
             finish_reason=finish_reason, boxed=boxed, stats=stats or {}, notices=self.notices,
-            error=error)
+            error=error, samples=samples if samples is not None else self._record())
         self.store.touch(self.conversation_id)
         try:
             await self.view.finish(status, boxed=boxed, stats=stats, error=error,
@@ -180,12 +301,23 @@ class ReplySession:
                  "reasoning_tokens": self.reasoning_tokens, "answer_tokens": self.answer_tokens,
                  "prompt_tokens": self.prompt_tokens,
                  "decode_tps": None if self.tps is None else round(self.tps, 2)}
-        self.store.update_message(self.message_id, content=self.answer_text,
-                                  reasoning=self.reasoning_text, status=STOPPED,
-                                  finish_reason=FinishReason.CANCELLED.value, stats=stats,
-                                  notices=self.notices)
+        content, reasoning = self.answer_text, self.reasoning_text
+        if self.samples:
+            for sample in self.samples:
+                if sample.running:
+                    sample.state = SAMPLE_STOPPED
+            # No vote without the samples' ends: keep one sample's text as the reply (what a
+            # follow-up turn sends) and every sample's in the record.
+            kept = pick_stopped(self.samples)
+            kept_entry = kept.entry()
+            content, reasoning = kept_entry["answer"], kept_entry["reasoning"]
+        self.store.update_message(self.message_id, content=content, reasoning=reasoning,
+                                  status=STOPPED, finish_reason=FinishReason.CANCELLED.value,
+                                  stats=stats, notices=self.notices, samples=self._record())
         self.store.touch(self.conversation_id)
         try:
+            for sample in self.samples:
+                self._show_sample(sample)
             self.view.flush()
             self.view.finish_now(STOPPED)
             self.on_end(self, True)
@@ -200,12 +332,27 @@ class ReplySession:
             return
         self.view.flush()
         now = self.clock()
-        if self.first_token is not None and self.state in ("thinking", "answering"):
+        if self.first_token is not None and (self.samples or self.state in ("thinking", "answering")):
             elapsed = now - self.first_token
-            n = self.reasoning_tokens + self.answer_tokens
+            # With samples: every sample's tokens (the engine decodes them side by side).
+            n = self.generated_tokens
             if elapsed > 0.5 and n > 1:
                 self.tps = (n - 1) / elapsed
+        for sample in self.samples:
+            if sample.running and sample.state in ("thinking", "answering"):
+                self._show_sample(sample)  # its token count
         if now - self.last_save >= save_interval:
             self.last_save = now
             self.store.update_message(self.message_id, content=self.answer_text,
-                                      reasoning=self.reasoning_text)
+                                      reasoning=self.reasoning_text, samples=self._record())
+
+    @property
+    def generated_tokens(self) -> int:
+        if self.samples:
+            return sum(s.reasoning_tokens + s.answer_tokens for s in self.samples)
+        return self.reasoning_tokens + self.answer_tokens
+
+    def _record(self) -> dict[str, Any] | None:
+        # None while no sample has started (a request that failed to start): nothing to keep.
+        started = any(s.state != "queued" for s in self.samples)
+        return samples_record(self.samples) if started else None

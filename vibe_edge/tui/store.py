@@ -42,7 +42,7 @@ __all__ = [
 
 HISTORY_FILE = "chat.sqlite3"
 HISTORY_ENV_VAR = "VIBE_EDGE_HISTORY"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Message statuses. "streaming" only while a reply is being generated.
 STREAMING, COMPLETE, STOPPED, LENGTH, ERROR, INTERRUPTED = (
@@ -77,6 +77,7 @@ class Conversation:
     updated_at: float
     preset: str | None = None
     model: str | None = None
+    samples: int | None = None  # the samples option it was held in (None: before there was one)
 
 
 @dataclass
@@ -92,6 +93,10 @@ class StoredMessage:
     stats: dict[str, Any] = field(default_factory=dict)
     notices: list[dict[str, str]] = field(default_factory=list)
     error: str | None = None
+    # A reply drawn as several samples: {"vote": VoteOutcome.to_dict() or None, "samples":
+    # [{"answer", "reasoning", "status", "finish_reason", "boxed", "vote_answer", "stats"}, ...]}
+    # (content and reasoning above are then the winner's). None for a single-sample reply.
+    samples: dict[str, Any] | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
 
@@ -133,7 +138,13 @@ def _v2(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE prefs (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2)
+def _v3(db: sqlite3.Connection) -> None:
+    # Self-consistency: a conversation's samples option, and a reply's samples and vote (JSON).
+    db.execute("ALTER TABLE conversations ADD COLUMN samples INTEGER")
+    db.execute("ALTER TABLE messages ADD COLUMN samples TEXT")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3)
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -254,12 +265,12 @@ class HistoryStore:
 
     # -- conversations ----------------------------------------------------------------------------
     def create_conversation(self, title: str, *, preset: str | None = None,
-                            model: str | None = None) -> Conversation:
+                            model: str | None = None, samples: int | None = None) -> Conversation:
         now = self._clock()
         cur = self._db.execute(
-            "INSERT INTO conversations (title, created_at, updated_at, preset, model) VALUES (?,?,?,?,?)",
-            (title, now, now, preset, model))
-        return Conversation(int(cur.lastrowid), title, now, now, preset, model)
+            "INSERT INTO conversations (title, created_at, updated_at, preset, model, samples) "
+            "VALUES (?,?,?,?,?,?)", (title, now, now, preset, model, samples))
+        return Conversation(int(cur.lastrowid), title, now, now, preset, model, samples)
 
     def get_conversation(self, conversation_id: int) -> Conversation | None:
         row = self._db.execute("SELECT * FROM conversations WHERE id=?", (conversation_id,)).fetchone()
@@ -283,7 +294,7 @@ class HistoryStore:
         self._db.execute("UPDATE conversations SET title=? WHERE id=?", (title, conversation_id))
 
     def update_conversation(self, conversation_id: int, **values: Any) -> None:
-        allowed = {"preset", "model", "title"}
+        allowed = {"preset", "model", "title", "samples"}
         for key, value in values.items():
             if key not in allowed:
                 raise ValueError(f"cannot update {key}")
@@ -321,7 +332,7 @@ class HistoryStore:
                        finish_reason: str | None = None, boxed: str | None = None,
                        stats: dict[str, Any] | None = None,
                        notices: list[dict[str, str]] | None = None,
-                       error: str | None = None) -> None:
+                       error: str | None = None, samples: dict[str, Any] | None = None) -> None:
         sets: list[str] = ["updated_at=?"]
         args: list[Any] = [self._clock()]
         for column, value in (("content", content), ("reasoning", reasoning), ("status", status),
@@ -335,6 +346,9 @@ class HistoryStore:
         if notices is not None:
             sets.append("notices=?")
             args.append(json.dumps(notices))
+        if samples is not None:
+            sets.append("samples=?")
+            args.append(json.dumps(samples))
         args.append(message_id)
         self._db.execute(f"UPDATE messages SET {', '.join(sets)} WHERE id=?", args)
 
@@ -394,7 +408,19 @@ def _has_foreign_tables(db: sqlite3.Connection) -> bool:
 
 def _conversation(row: sqlite3.Row) -> Conversation:
     return Conversation(row["id"], row["title"], row["created_at"], row["updated_at"],
-                        row["preset"], row["model"])
+                        row["preset"], row["model"], row["samples"])
+
+
+def _samples(data: Any) -> dict[str, Any] | None:
+    """A row's samples, or None when they are missing or not the shape this code writes (a
+    damaged value must not keep the conversation from opening)."""
+    if not isinstance(data, dict) or not isinstance(data.get("samples"), list):
+        return None
+    if not all(isinstance(s, dict) for s in data["samples"]):
+        return None
+    if data.get("vote") is not None and not isinstance(data["vote"], dict):
+        data = {**data, "vote": None}
+    return data
 
 
 def _message(row: sqlite3.Row) -> StoredMessage:
@@ -409,4 +435,4 @@ def _message(row: sqlite3.Row) -> StoredMessage:
         content=row["content"], reasoning=row["reasoning"], status=row["status"],
         finish_reason=row["finish_reason"], boxed=row["boxed"],
         stats=load(row["stats"], {}), notices=load(row["notices"], []), error=row["error"],
-        created_at=row["created_at"], updated_at=row["updated_at"])
+        samples=_samples(load(row["samples"], None)), created_at=row["created_at"], updated_at=row["updated_at"])

@@ -1,5 +1,5 @@
 """The chat's widgets: the prompt input, messages (thinking block, answer, boxed answer,
-notices), the conversation list and the status line."""
+notices, a reply's samples and their vote), the conversation list and the status line."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from textual.reactive import reactive
 from textual.widgets import Collapsible, Markdown, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
+from vibe_edge.tui.samples import sample_line, tally_text
 from vibe_edge.tui.store import COMPLETE, Conversation, StoredMessage
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "ChatView",
     "ConversationList",
     "PromptInput",
+    "SampleBlock",
     "StatusLine",
     "ThinkingBlock",
     "UserMessage",
@@ -189,8 +191,76 @@ class NoticeLine(Static):
         self.message = message
 
 
+class SampleBlock(Collapsible):
+    """One sample of a reply drawn as several: its title is the sample's line (state, tokens,
+    its answer once known); opened, its reasoning and its answer, each in its own widget.
+    Collapsed by default: the reply's answer is the vote's winner, shown below."""
+
+    DEFAULT_CSS = """
+    SampleBlock { margin: 0; padding: 0; border-top: none; background: $surface; height: auto; }
+    SampleBlock Contents { padding: 0 0 0 2; height: auto; }
+    SampleBlock TextArea {
+        height: auto; max-height: 10; border: none; padding: 0; color: $text-muted;
+        background: $surface;
+    }
+    SampleBlock TextArea:focus { border: none; }
+    SampleBlock .sample-answer { height: auto; padding: 0; }
+    """
+
+    def __init__(self, index: int, *, line: str | None = None, reasoning: str = "",
+                 answer: str = "") -> None:
+        self.index = index
+        self.reasoning_area = TextArea(reasoning, read_only=True, soft_wrap=True, show_cursor=False,
+                                       highlight_cursor_line=False, compact=True,
+                                       classes="sample-reasoning")
+        self.answer_view = Static(Text(answer), markup=False, classes="sample-answer")
+        super().__init__(self.reasoning_area, self.answer_view,
+                         title=line or f"#{index + 1} · queued", collapsed=True)
+        self._reasoning = reasoning
+        self._answer = answer
+        self._pending: list[tuple[str, str]] = []
+
+    @property
+    def reasoning_text(self) -> str:
+        return self._reasoning + "".join(t for c, t in self._pending if c == "reasoning")
+
+    @property
+    def answer_text(self) -> str:
+        return self._answer + "".join(t for c, t in self._pending if c == "answer")
+
+    def append(self, channel: str, text: str) -> None:
+        self._pending.append((channel, text))
+
+    def flush(self) -> None:
+        """Move pending text into the view (a few times a second, as the Thinking block)."""
+        if not self._pending:
+            return
+        reasoning = "".join(t for c, t in self._pending if c == "reasoning")
+        answer = "".join(t for c, t in self._pending if c == "answer")
+        self._pending.clear()
+        if reasoning:
+            self._reasoning += reasoning
+            area = self.reasoning_area
+            area.insert(reasoning, area.document.end, maintain_selection_offset=False)
+        if answer:
+            self._answer += answer
+            self.answer_view.update(Text(self._answer))
+
+
+class VoteTally(Static):
+    DEFAULT_CSS = """
+    VoteTally { color: $success; padding: 0 1 0 2; height: auto; }
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(Text(text), markup=False)
+        self.text = text
+
+
 class AssistantMessage(Vertical):
-    """One reply: thinking block, notices, the answer (Markdown), the boxed answer, a footer."""
+    """One reply: thinking block, notices, the answer (Markdown), the boxed answer, a footer.
+    A reply of several samples also has a block per sample (above the answer, which is then the
+    vote's winner) and the tally under the boxed answer."""
 
     DEFAULT_CSS = """
     AssistantMessage {
@@ -202,6 +272,7 @@ class AssistantMessage(Vertical):
     AssistantMessage > .footer.-stopped { color: $warning; }
     AssistantMessage > .footer.-error { color: $error; }
     AssistantMessage > .waiting { color: $text-muted; padding: 0 1; }
+    AssistantMessage > .samples { height: auto; }
     """
 
     def __init__(self, *, model: str = "VibeThinker", message_id: int | None = None,
@@ -218,6 +289,8 @@ class AssistantMessage(Vertical):
         self._footer = Static("", classes="footer")
         self.boxed: BoxedAnswer | None = None
         self.notices: list[NoticeLine] = []
+        self.sample_blocks: list[SampleBlock] = []
+        self.tally: VoteTally | None = None
 
     def compose(self) -> ComposeResult:
         stored = self.stored
@@ -226,6 +299,16 @@ class AssistantMessage(Vertical):
             yield self.answer_view
             yield self._footer
             return
+        record = stored.samples
+        if record:
+            vote = record.get("vote")
+            self.sample_blocks = [
+                SampleBlock(i, line=sample_line({**entry, "index": i}, vote),
+                            reasoning=str(entry.get("reasoning") or ""),
+                            answer=str(entry.get("answer") or ""))
+                for i, entry in enumerate(record["samples"])]
+            with Vertical(classes="samples"):
+                yield from self.sample_blocks
         if stored.reasoning:
             stats = stored.stats or {}
             self.thinking = ThinkingBlock(stored.reasoning, live=False,
@@ -242,6 +325,9 @@ class AssistantMessage(Vertical):
         if stored.boxed:
             self.boxed = BoxedAnswer(stored.boxed)
             yield self.boxed
+        if record and stored.status != "stopped":  # stopped: there was no vote
+            self.tally = VoteTally(tally_text(record.get("vote"), len(record["samples"])))
+            yield self.tally
         self._footer.update(footer_text(stored.status, stored.stats, stored.error))
         self._footer.set_class(stored.status in ("stopped", "interrupted", "length"), "-stopped")
         self._footer.set_class(stored.status == "error", "-error")
@@ -273,6 +359,36 @@ class AssistantMessage(Vertical):
     def flush(self) -> None:
         if self.thinking is not None:
             self.thinking.flush()
+        for block in self.sample_blocks:
+            block.flush()
+
+    # -- several samples ---------------------------------------------------------------------
+    async def start_samples(self, n: int) -> None:
+        self._waiting.display = False
+        self.sample_blocks = [SampleBlock(i) for i in range(n)]
+        await self.mount(Vertical(*self.sample_blocks, classes="samples"), before=self.answer_view)
+
+    def add_sample_text(self, sample: int, channel: str, text: str) -> None:
+        self.sample_blocks[sample].append(channel, text)
+
+    def update_sample(self, sample: int, line: str) -> None:
+        self.sample_blocks[sample].title = line
+
+    async def show_winner(self, *, reasoning: str, answer: str, boxed: str | None,
+                          tally: str, reasoning_tokens: int | None = None) -> None:
+        """The vote is in: the winner's reasoning and answer as a reply's own, then its boxed
+        answer and the tally."""
+        self.flush()
+        if reasoning and self.thinking is None:
+            self.thinking = ThinkingBlock(reasoning, live=False, tokens=reasoning_tokens)
+            await self.mount(self.thinking, before=self.answer_view)
+        self.answer_text = answer
+        await self.answer_view.update(answer)
+        if boxed and self.boxed is None:
+            self.boxed = BoxedAnswer(boxed)
+            await self.mount(self.boxed, before=self._footer)
+        self.tally = VoteTally(tally)
+        await self.mount(self.tally, before=self._footer)
 
     async def finish(self, status: str, *, boxed: str | None = None,
                      stats: dict[str, Any] | None = None, error: str | None = None,

@@ -29,6 +29,7 @@ class Backend(ABC):
     model_name: str = "?"
     context_size: int | None = None  # tokens a conversation may use (prompt + reply); None unknown
     thinks: bool | None = None       # the model writes <think> blocks (None: unknown)
+    slots: int | None = None         # sequences decoded at once: the most samples a reply may draw
     notices: list[str] = []          # things to tell the user once started (class default: none)
 
     async def start(self) -> None:

@@ -33,6 +33,7 @@ class LocalBackend(Backend):
         self.model_name = info.name
         self.context_size = info.ctx_per_slot
         self.thinks = info.thinks
+        self.slots = info.n_slots
 
     async def start(self) -> None:
         if self.engine is None:

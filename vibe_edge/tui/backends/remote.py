@@ -6,12 +6,19 @@ chunk is validated into a ChatCompletionChunk, so vibe-edge's extensions (reason
 notice, timings, finish_detail, boxed, reasoning_end, error) are read as the server writes them,
 and another server's extras stay readable as pydantic extras. A ChunkReader turns chunks into
 the engine's own events, so the app cannot tell a remote reply from a local one.
+
+Samples (`n` > 1, vibe-edge's `vote`): the server streams each sample as the choice of its
+index, ends each choice with its own final chunk (finish reason, timings) and sends the vote
+in a chunk of its own; a ChoicesReader keeps a ChunkReader per choice and gives back the
+engine's events for samples (each tagged with its sample, a SampleFinished per choice, one
+Finished with every sample's result and the VoteOutcome, its own fields the winner's).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,7 +29,14 @@ from pydantic import ValidationError
 
 from vibe_edge.defaults import UNLIMITED_THINKING
 from vibe_edge.deploy.routing import SESSION_HEADER, conversation_key, new_session_id
-from vibe_edge.server.openai.protocol import ChatCompletionChunk, ModelCard, NoticeItem, Timings, Usage
+from vibe_edge.server.openai.protocol import (
+    ChatCompletionChunk,
+    ModelCard,
+    NoticeItem,
+    Timings,
+    Usage,
+    VoteInfo,
+)
 from vibe_edge.text.boxed import extract_boxed
 from vibe_edge.text.language import cjk_advisory
 from vibe_edge.text.reasoning import ReasoningParser
@@ -36,11 +50,14 @@ from vibe_edge.types import (
     Notice,
     ReasoningEnd,
     RequestStats,
+    SampleFinished,
     Started,
     TextDelta,
+    VoteGroup,
+    VoteOutcome,
 )
 
-__all__ = ["ChunkReader", "OpenAIBackend", "RemoteStream"]
+__all__ = ["ChoicesReader", "ChunkReader", "OpenAIBackend", "RemoteStream"]
 
 _remote_ids = itertools.count(1)
 
@@ -105,10 +122,12 @@ class OpenAIBackend(Backend):
             self.model_name = ids[0]
         # vibe-edge (meta.ctx_per_slot) and others (context_length) give the context in the
         # model card; use it if there.
-        if self.context_size is None:
-            for m in models.data:
-                if m.id == self.model_name:
-                    self.context_size = _card_context(m.model_dump())
+        for m in models.data:
+            if m.id == self.model_name:
+                card = m.model_dump()
+                if self.context_size is None:
+                    self.context_size = _card_context(card)
+                self.slots = _card_slots(card)
 
     async def submit(self, request: GenerationRequest) -> ChatStream:
         request.validate()
@@ -164,6 +183,8 @@ class OpenAIBackend(Backend):
             params["seed"] = s.seed
         if request.stop:
             params["stop"] = list(request.stop)
+        if request.n > 1:
+            params["n"] = request.n
         if self._send_extras:
             extra: dict[str, Any] = {"top_k": s.top_k, "min_p": s.min_p,
                                      "loop_guard": request.reasoning.loop_guard}
@@ -171,6 +192,8 @@ class OpenAIBackend(Backend):
             # its own default budget instead.
             budget = request.reasoning.thinking_budget
             extra["thinking_budget"] = UNLIMITED_THINKING if budget is None else budget
+            if request.vote:
+                extra["vote"] = True
             params["extra_body"] = extra
         return params
 
@@ -201,8 +224,12 @@ class RemoteStream:
 
         request = self.request
         rid = request.request_id or f"remote-{next(_remote_ids)}"
-        reader = ChunkReader(rid, advisory=cjk_advisory(_last_user(request)))
-        yield Started(rid, slot=-1, prompt_tokens=0, cached_tokens=0)
+        advisory = cjk_advisory(_last_user(request))
+        reader: ChunkReader | ChoicesReader = (
+            ChoicesReader(rid, request.n, advisory=advisory) if request.n > 1
+            else ChunkReader(rid, advisory=advisory))
+        for sample in range(request.n):
+            yield Started(rid, slot=-1, prompt_tokens=0, cached_tokens=0, sample=sample)
         finish: FinishReason | None = None
         error: str | None = None
         try:
@@ -241,6 +268,9 @@ class RemoteStream:
                     await self._stream.close()
         if self._cancelled.is_set():
             finish = FinishReason.CANCELLED
+        if isinstance(reader, ChoicesReader):
+            for event in reader.unfinished(finish=finish, error=error):
+                yield event
         result = reader.result(finish=finish, error=error)
         if result.stats.prompt_tokens:
             self._on_usage(result.stats.prompt_tokens + result.stats.completion_tokens)
@@ -252,8 +282,10 @@ class ChunkReader:
     GenerationResult. Inline `<think>` tags in content (servers that do not split reasoning)
     are split here; a CJK advisory is given here when the server gave none."""
 
-    def __init__(self, request_id: str, *, advisory: str | None = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, request_id: str, *, advisory: str | None = None,
+                 clock: Callable[[], float] = time.monotonic, sample: int = 0):
         self.id = request_id
+        self.sample = sample  # the choice this reader reads (its events carry it)
         self.advisory = advisory
         self.clock = clock
         self.started = clock()
@@ -281,14 +313,14 @@ class ChunkReader:
         for choice in chunk.choices:
             texts: list[TextDelta] = []
             if choice.delta.thinking:
-                texts.append(TextDelta(self.id, "reasoning", choice.delta.thinking))
+                texts.append(TextDelta(self.id, "reasoning", choice.delta.thinking, self.sample))
             if choice.delta.content:
-                texts.extend(TextDelta(self.id, channel, text)
+                texts.extend(TextDelta(self.id, channel, text, self.sample)
                              for channel, text in self.parser.feed(choice.delta.content))
             if texts and self.advisory and not self._advised:
                 # The server did not advise (not vibe-edge): do it here, once.
                 self._advised = True
-                events.append(Notice(self.id, "cjk_prompt", self.advisory))
+                events.append(Notice(self.id, "cjk_prompt", self.advisory, self.sample))
             for delta in texts:
                 events.append(self._text(delta))
             if choice.finish_reason:
@@ -302,7 +334,8 @@ class ChunkReader:
 
     def flush(self) -> list[Event]:
         """Text the parser still holds (a tag cut at the very end)."""
-        return [self._text(TextDelta(self.id, channel, text)) for channel, text in self.parser.flush()]
+        return [self._text(TextDelta(self.id, channel, text, self.sample))
+                for channel, text in self.parser.flush()]
 
     def _text(self, delta: TextDelta) -> TextDelta:
         self.first = self.first or self.clock()
@@ -315,7 +348,7 @@ class ChunkReader:
             return []
         self._advised = self._advised or item.code == "cjk_prompt"
         self.end = _end_from_notice(item.code) or self.end
-        return [Notice(self.id, item.code, item.message)]
+        return [Notice(self.id, item.code, item.message, self.sample)]
 
     def result(self, *, finish: FinishReason | None = None, error: str | None = None) -> GenerationResult:
         """The reply's result; `finish`/`error` when the stream itself failed or was cancelled."""
@@ -353,7 +386,106 @@ class ChunkReader:
         return GenerationResult(
             request_id=self.id, text=text, reasoning=reasoning_text, answer=answer_text,
             finish_reason=finish or self.finish, stats=stats, reasoning_end=end,
-            boxed=self.boxed or extract_boxed(answer_text), error=error or self.error)
+            boxed=self.boxed or extract_boxed(answer_text), error=error or self.error,
+            sample=self.sample)
+
+
+class ChoicesReader:
+    """The chunks of a streamed request for n samples -> the engine's events for samples.
+
+    Each choice index is a sample, read by its own ChunkReader (its own think-tag parser and
+    counts). A chunk-level notice belongs to the choice the chunk names; a chunk's timings to
+    the choice it finishes. The vote chunk (no choices) and the usage chunk (the request's
+    total) come after the last choice."""
+
+    def __init__(self, request_id: str, n: int, *, advisory: str | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.id = request_id
+        self.n = n
+        # The advisory is the request's, not each sample's: sample 0 gives it when needed.
+        self.readers = [ChunkReader(request_id, advisory=advisory if i == 0 else None, clock=clock,
+                                    sample=i) for i in range(n)]
+        self.ended = [False] * n
+        self.vote: VoteInfo | None = None
+        self.usage: Usage | None = None
+
+    def feed(self, chunk: ChatCompletionChunk) -> list[Event]:
+        if chunk.vote is not None:
+            self.vote = chunk.vote
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        events: list[Event] = []
+        for choice in chunk.choices:
+            if not 0 <= choice.index < self.n:
+                continue  # a server that sent more choices than asked: not a sample of ours
+            reader = self.readers[choice.index]
+            part = chunk.model_copy(update={"choices": [choice], "usage": None, "vote": None})
+            if chunk.timings is not None and choice.finish_reason:
+                # A sample's own figures come in its final chunk; read them as its usage too.
+                t = chunk.timings
+                reader.usage = Usage(prompt_tokens=t.prompt_tokens or 0,
+                                     completion_tokens=t.completion_tokens or 0)
+            events.extend(reader.feed(part))
+            if choice.finish_reason and not self.ended[choice.index]:
+                events.extend(reader.flush())
+                self.ended[choice.index] = True
+                events.append(SampleFinished(self.id, reader.result(), sample=choice.index))
+        if not chunk.choices and (chunk.notice or chunk.notices):
+            events.extend(self.readers[0].feed(chunk))
+        return events
+
+    def flush(self) -> list[Event]:
+        return []  # each choice's parser is flushed when it ends (or in unfinished())
+
+    def unfinished(self, *, finish: FinishReason | None, error: str | None) -> list[Event]:
+        """The ends of the choices the stream never finished (it was cancelled or failed)."""
+        events: list[Event] = []
+        for i, reader in enumerate(self.readers):
+            if not self.ended[i]:
+                events.extend(reader.flush())
+                self.ended[i] = True
+                reader.finish = finish or FinishReason.ERROR
+                reader.error = error or reader.error or (
+                    "the stream ended before this sample did" if finish is None else None)
+                events.append(SampleFinished(self.id, reader.result(), sample=i))
+        return events
+
+    def result(self, *, finish: FinishReason | None = None, error: str | None = None) -> GenerationResult:
+        """The request's result: every sample's, the vote, and the winner's fields on top (sample
+        0's without a vote), as the engine gives it."""
+        self.unfinished(finish=finish, error=error)  # none left after the stream's own end
+        samples = [reader.result() for reader in self.readers]
+        if self.usage is not None and self.usage.prompt_tokens:
+            for s in samples:
+                s.stats.prompt_tokens = s.stats.prompt_tokens or self.usage.prompt_tokens
+        vote = _vote_outcome(self.vote, samples) if self.vote is not None else None
+        chosen = samples[0]
+        if vote is not None and vote.winner is not None:
+            chosen = samples[vote.winner.samples[0]]
+        top = dataclasses.replace(chosen, samples=samples, vote=vote)
+        if finish is FinishReason.CANCELLED or (finish is FinishReason.ERROR and vote is None):
+            top = dataclasses.replace(top, finish_reason=finish, error=error or top.error)
+        return top
+
+
+def _vote_outcome(info: VoteInfo, samples: list[GenerationResult]) -> VoteOutcome:
+    """The streamed vote (its choice indices are the samples: streamed choices keep their
+    sample's index) as the engine's VoteOutcome."""
+    n = len(samples)
+    groups = [VoteGroup(a.answer, [c for c in a.choices if 0 <= c < n], a.mean_reasoning_tokens)
+              for a in info.answers]
+    answers = list(info.choice_answers[:n]) + [None] * (n - len(info.choice_answers[:n]))
+    return VoteOutcome([g for g in groups if g.samples], answers,
+                       [c for c in info.early_stopped if 0 <= c < n])
+
+
+def _card_slots(card: dict[str, Any]) -> int | None:
+    """The slots a vibe-edge server's model card gives (meta.slots), or None."""
+    with contextlib.suppress(ValidationError):
+        parsed = ModelCard.model_validate(card)
+        if parsed.meta is not None and parsed.meta.slots > 0:
+            return parsed.meta.slots
+    return None
 
 
 def _card_context(card: dict[str, Any]) -> int | None:
