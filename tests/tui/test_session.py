@@ -8,35 +8,11 @@ import sys
 import threading
 
 from doubles import Script, ScriptedEngine, answer, notice, reasoning, wait
+from tui_helpers import RecordingView
 
 from vibe_edge.tui.session import ReplySession
 from vibe_edge.tui.store import COMPLETE, ERROR, STOPPED, STREAMING, HistoryStore
 from vibe_edge.types import FinishReason, GenerationRequest
-
-
-class RecordingView:
-    """A ReplyView that writes down what it was asked to draw."""
-
-    def __init__(self):
-        self.calls: list[tuple] = []
-
-    async def add_reasoning(self, text):
-        self.calls.append(("reasoning", text))
-
-    async def add_answer(self, text):
-        self.calls.append(("answer", text))
-
-    async def add_notice(self, code, message):
-        self.calls.append(("notice", code))
-
-    async def finish(self, status, *, boxed=None, stats=None, error=None, reasoning_tokens=None):
-        self.calls.append(("finish", status, boxed, error))
-
-    def finish_now(self, status):
-        self.calls.append(("finish_now", status))
-
-    def flush(self):
-        pass
 
 
 def _session(tmp_path, ends: list | None = None):

@@ -25,3 +25,43 @@ def scripted(*scripts, chunk: int = 8, **kwargs) -> LocalBackend:
     engine = ScriptedEngine(list(scripts) or [[answer("Hello from the scripted engine.")]],
                             chunk=chunk, **kwargs)
     return LocalBackend(engine=engine)
+
+
+class RecordingView:
+    """A ReplyView that writes down what it was asked to draw (samples included: a reply drawn
+    as several samples also calls the sample methods)."""
+
+    def __init__(self):
+        self.calls: list[tuple] = []
+        self.lines: dict[int, str] = {}
+        self.sample_text: dict[int, str] = {}
+
+    async def add_reasoning(self, text):
+        self.calls.append(("reasoning", text))
+
+    async def add_answer(self, text):
+        self.calls.append(("answer", text))
+
+    async def add_notice(self, code, message):
+        self.calls.append(("notice", code))
+
+    async def finish(self, status, *, boxed=None, stats=None, error=None, reasoning_tokens=None):
+        self.calls.append(("finish", status, boxed, error))
+
+    def finish_now(self, status):
+        self.calls.append(("finish_now", status))
+
+    def flush(self):
+        pass
+
+    async def start_samples(self, n):
+        self.calls.append(("start_samples", n))
+
+    def add_sample_text(self, sample, channel, text):
+        self.sample_text[sample] = self.sample_text.get(sample, "") + text
+
+    def update_sample(self, sample, line):
+        self.lines[sample] = line
+
+    async def show_winner(self, *, reasoning, answer, boxed, tally, reasoning_tokens=None):
+        self.calls.append(("winner", answer, boxed, tally))
