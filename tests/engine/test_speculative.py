@@ -19,7 +19,7 @@ from vibe_edge.engine import (
     TextDelta,
 )
 from vibe_edge.engine.scoring import LogitsRunner
-from vibe_edge.engine.speculate import PATIENCE, REST_STEPS, DraftControl, NgramIndex
+from vibe_edge.engine.speculate import MAX_REST_STEPS, PATIENCE, REST_STEPS, DraftControl, NgramIndex
 from vibe_edge.errors import SettingsError
 
 GREEDY = SamplingParams(temperature=0.0)
@@ -76,6 +76,35 @@ def test_draft_control_shortens_rests_and_probes():
     assert control.allowed() == 1       # the probe after the rest
     control.record(1, 1)
     assert control.allowed() >= 1 and control.acceptance >= 0.5
+
+
+def _rest(control: DraftControl) -> int:
+    """Steps the control rests before its next probe (it must probe after them)."""
+    steps = 0
+    while control.allowed() == 0:
+        steps += 1
+    return steps
+
+
+def test_failed_probes_double_the_rest_and_a_good_one_ends_it():
+    control = DraftControl(max_draft=3)
+    allowed = control.allowed()
+    while allowed:                    # drafts fail until the control rests
+        control.record(allowed, 0)
+        allowed = control.allowed()
+    rests = [1 + _rest(control)]      # the call that said 0 was the rest's first step
+    for _ in range(6):
+        control.record(1, 0)          # the probe fails: nothing to copy yet
+        rests.append(_rest(control))
+    assert rests == [REST_STEPS, 2 * REST_STEPS, 4 * REST_STEPS, 8 * REST_STEPS, MAX_REST_STEPS,
+                     MAX_REST_STEPS, MAX_REST_STEPS]
+    control.record(1, 1)              # the text copies again
+    allowed = control.allowed()
+    assert allowed >= 1               # drafting at once, no rest
+    while allowed:
+        control.record(allowed, 0)
+        allowed = control.allowed()
+    assert 1 + _rest(control) == REST_STEPS  # the next rest starts short again
 
 
 def test_spec_config_is_checked():

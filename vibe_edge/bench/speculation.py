@@ -9,7 +9,9 @@ Cases (targets from issue 14, single stream unless said):
 - code_edit: a vibe-edge module (text/loop_guard.py) asked back with one rename: >= 1.5x;
 - math: a MATH-500 problem solved step by step: reported;
 - prose: a story, nothing to copy: >= 0.97x (speculation must not cost where it cannot help);
-- streams4: four prose streams at once, aggregate tokens/s: >= 0.97x.
+- streams4: four prose streams at once, aggregate tokens/s: >= 0.97x;
+- control: prose with speculation off on BOTH sides of each pair: no code differs, so its
+  ratios show how far the host's drift alone moves a ratio (the noise floor of the others).
 Each case runs greedy and at the math preset's sampling (seeded).
 """
 
@@ -30,9 +32,9 @@ __all__ = ["CASES", "DEFAULT_CASE_TOKENS", "SAMPLINGS", "SpecBenchConfig", "form
 
 DEFAULT_SPEC_ROUNDS = 2
 TARGETS = {"code_edit": 1.5, "prose": 0.97, "streams4": 0.97}
-CASES = ("code_edit", "math", "prose", "streams4")
+CASES = ("code_edit", "math", "prose", "streams4", "control")
 SAMPLINGS = ("greedy", "math_preset")
-DEFAULT_CASE_TOKENS = {"code_edit": 384, "math": 512, "prose": 256, "streams4": 160}
+DEFAULT_CASE_TOKENS = {"code_edit": 384, "math": 512, "prose": 256, "streams4": 160, "control": 256}
 """Output tokens per case (streams4: each of the four streams)."""
 
 
@@ -70,6 +72,7 @@ def _cases() -> dict[str, list[dict]]:
         "math": [{"role": "user", "content": _math_problem()}],
         "prose": [{"role": "user", "content": prose}],
         "streams4": [{"role": "user", "content": prose}],
+        "control": [{"role": "user", "content": prose}],
     }
 
 
@@ -121,7 +124,8 @@ def run_spec_benchmark(cfg: SpecBenchConfig, progress: Callable[[str], None] = l
                     for speculative in order:
                         progress(f"{kind} {name}: round {r + 1}/{cfg.rounds}, speculation "
                                  f"{'on' if speculative else 'off'}")
-                        got[speculative] = _run(engine, messages, sampling, n_tokens, streams, speculative)
+                        got[speculative] = _run(engine, messages, sampling, n_tokens, streams,
+                                                speculative and name != "control")
                         runs[speculative].append(got[speculative])
                     ratios.append(got[True]["tps"] / got[False]["tps"])
                 drafted = sum(x["drafted"] for x in runs[True])

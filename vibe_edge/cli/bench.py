@@ -63,9 +63,9 @@ def bench(
         help="engine: against llama-cpp-python (default); spec: speculative decoding on vs off; "
              "samples: n samples of one prompt vs one.")] = "engine",
     spec_tokens: Annotated[float, typer.Option(
-        help="--suite spec: scale every case's output length (1: 384/512/256/160 tokens).")] = 1.0,
+        help="--suite spec: scale every case's output length (1: 384/512/256/160/256 tokens).")] = 1.0,
     spec_case: Annotated[Optional[list[str]], typer.Option(
-        help="--suite spec: run only these cases (code_edit, math, prose, streams4; repeatable).")] = None,
+        help="--suite spec: run only these cases (code_edit, math, prose, streams4, control; repeatable).")] = None,
     spec_sampling: Annotated[Optional[list[str]], typer.Option(
         help="--suite spec: greedy and/or math_preset (repeatable). Default: both.")] = None,
     samples: Annotated[int, typer.Option(

@@ -12,7 +12,9 @@ order, from the logits of the context it would have had.
 A draft costs: on a CPU a verify of 1 + 3 tokens takes about 1.9x a single-token step. So each
 slot's DraftControl follows how its recent drafts fared, drafts shorter when they fail, and
 rests a while after a run of failures; text with nothing to copy then costs a few failed probes
-per hundred tokens, not a slower stream.
+per hundred tokens, not a slower stream: each probe that fails doubles the next rest (a text
+that had nothing to copy for the last 50 tokens rarely starts copying in the next 10), and one
+that succeeds ends the resting.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ FULL_DRAFT_ACCEPTANCE = 0.7   # at or above: draft max_draft tokens
 SHORT_DRAFT_ACCEPTANCE = 0.5  # at or above: one fewer; below: one token
 MIN_ACCEPTANCE = 0.35         # below this for PATIENCE drafts in a row: rest
 PATIENCE = 2
-REST_STEPS = 24               # steps without drafting, then a one-token probe
+REST_STEPS = 24               # steps without drafting, then a one-token probe...
+MAX_REST_STEPS = 384          # ...each failed probe doubling the next rest, up to this
 
 
 class NgramIndex:
@@ -78,6 +81,7 @@ class DraftControl:
         self.acceptance = 1.0
         self._low = 0      # drafts in a row below MIN_ACCEPTANCE
         self._rest = 0     # steps left without drafting
+        self._rest_length = REST_STEPS  # the next rest's length
         self._probe = False
 
     def allowed(self) -> int:
@@ -98,12 +102,18 @@ class DraftControl:
             if accepted:  # the text copies again: start from a neutral estimate
                 self.acceptance = SHORT_DRAFT_ACCEPTANCE
                 self._low = 0
+                self._rest_length = REST_STEPS
                 return
+            # Still nothing to copy: rest again at once, twice as long.
+            self._rest_length = min(2 * self._rest_length, MAX_REST_STEPS)
+            self._rest = self._rest_length
+            self._probe = True
+            return
         self.acceptance = ACCEPTANCE_DECAY * self.acceptance + (1 - ACCEPTANCE_DECAY) * rate
         self._low = self._low + 1 if self.acceptance < MIN_ACCEPTANCE else 0
         if self._low >= PATIENCE:
             self._low = 0
-            self._rest = REST_STEPS
+            self._rest = self._rest_length
             self._probe = True
 
 
