@@ -92,7 +92,7 @@ def test_two_core_laptop() -> None:
     assert plan.memory.device == "cpu" and plan.memory.fits
     assert plan.memory.kv_bytes == 4 * plan.ctx_per_slot * KIB_28
     assert plan.flash_attn
-    assert plan.spec_batch_tokens == DEFAULT_SPEC_BATCH_TOKENS_CPU  # drafts back off under load
+    assert plan.spec_batch_tokens == DEFAULT_SPEC_BATCH_TOKENS_CPU  # the cap; step costs decide within it
     check_fits(plan)
     assert not plan.warnings
 

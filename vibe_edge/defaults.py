@@ -47,19 +47,19 @@ DEFAULT_SPEC = False
 math 1.02x, but prose 0.87x and four streams 0.93x (docs/BENCHMARKS.md, 2026-12-02), a cost not
 yet explained for the four streams, which drafted nothing. Turn it on by default once that is
 understood, or on a GPU once measured there."""
-DEFAULT_SPEC_MAX_DRAFT = 3
-"""Drafted tokens per slot and step at most. On the 2-core CPU one decode of 1, 2, 4, 8 tokens
-of a sequence costs 1, 1.6, 1.9, 3.7x one token: past 4 a verify costs about linearly."""
+DEFAULT_SPEC_MAX_DRAFT = 15
+"""Drafted tokens per slot and step at most; how many of them a step actually feeds is priced
+by the measured cost of a step that size (engine/step_cost.py, engine/speculate.py)."""
 MAX_SPEC_DRAFT = 16
 DEFAULT_SPEC_NGRAM_MIN = 2
 """The shortest suffix of the context looked up to draft from; 1 drafts from single tokens,
 which in text match too often to be right."""
 DEFAULT_SPEC_NGRAM_MAX = 4
 MAX_SPEC_NGRAM = 8
-DEFAULT_SPEC_BATCH_TOKENS_CPU = 4
-"""Drafts are added only while a step's batch holds fewer tokens than this (real tokens of the
-generating slots first): on a CPU a step of 4 tokens costs about 2x a step of 1, beyond that
-each token costs as much as a whole step, so with 4 slots generating there is no room to draft."""
+DEFAULT_SPEC_BATCH_TOKENS_CPU = 16
+"""A step with drafts holds at most this many tokens (real tokens of the generating slots
+first). Within it the measured step costs decide: on a CPU, where each token in a step costs,
+they stop drafting as soon as several slots generate."""
 DEFAULT_SPEC_BATCH_TOKENS_GPU = 16
 """On a GPU a decode step is memory-bound: 16 tokens cost little more than 1."""
 

@@ -221,6 +221,9 @@ class SpecConfig:
     ngram_min: int = DEFAULT_SPEC_NGRAM_MIN
     ngram_max: int = DEFAULT_SPEC_NGRAM_MAX
     batch_tokens: int = DEFAULT_SPEC_BATCH_TOKENS_CPU
+    # (tokens, seconds) of a decode step, in place of measuring them (engine/step_cost.py):
+    # draft lengths then depend on nothing of the host, e.g. to repeat a run elsewhere.
+    step_costs: tuple[tuple[int, float], ...] | None = None
 
     def validate(self) -> None:
         if not 1 <= self.max_draft <= MAX_SPEC_DRAFT:
@@ -232,6 +235,10 @@ class SpecConfig:
         if self.batch_tokens < 1:
             raise InvalidRequest(f"spec batch tokens must be >= 1, got {self.batch_tokens}",
                                  param="spec_batch_tokens")
+        if self.step_costs is not None and (
+                not self.step_costs or any(n < 1 or not seconds > 0 for n, seconds in self.step_costs)):
+            raise InvalidRequest("spec step costs are (tokens >= 1, seconds > 0) pairs",
+                                 param="spec_step_costs")
 
 
 class FinishReason(str, Enum):

@@ -19,6 +19,8 @@ import pytest
 from vibe_edge.engine.handle import RequestHandle
 from vibe_edge.engine.job import Job
 from vibe_edge.engine.scheduler import Scheduler
+from vibe_edge.engine.speculate import SlotSpeculation
+from vibe_edge.engine.step_cost import CALIBRATION_SIZES, StepCosts
 from vibe_edge.errors import EngineBusy, EngineClosed
 from vibe_edge.types import (
     Finished,
@@ -27,6 +29,7 @@ from vibe_edge.types import (
     Notice,
     ReasoningEnd,
     ReasoningOptions,
+    SpecConfig,
     Started,
 )
 
@@ -413,3 +416,82 @@ def test_a_slow_draw_runs_off_the_scheduler_thread_while_other_slots_keep_decodi
     result = finished(slow).result
     assert result.finish_reason is FinishReason.STOP and result.answer == "t7 "
     assert all(name.startswith("vibe-edge-grammar-draw") for name in r.samplers[1].slow_threads)
+
+
+# -- speculative drafts, priced by step costs ---------------------------------------------------
+
+def _costs(table: dict[int, float]) -> StepCosts:
+    costs = StepCosts()
+    for n, seconds in table.items():
+        costs.record(n, seconds)
+    return costs
+
+
+# Memory-bound up to 4 tokens (a step of 4 costs little more than 1), compute-bound past that.
+SATURATING = {1: 10.0, 2: 10.5, 4: 12.0, 8: 24.0, 16: 48.0}
+PATTERN = [10, 11, 12, 13, 14, 15, 16, 17]
+
+
+def _spec_rig(n_seq: int) -> Rig:
+    r = rig(n_seq, ctx_per_seq=256, batch_size=64)
+    r.scheduler.spec = SpecConfig(enabled=True, max_draft=15, batch_tokens=16)
+    r.scheduler.step_costs = _costs(SATURATING)
+    return r
+
+
+def _copying_job(r: Rig) -> Job:
+    job = r.job(PATTERN * 3, PATTERN * 3, max_new=24)  # the output repeats what the prompt holds
+    job.spec = SlotSpeculation(SpecConfig(enabled=True, max_draft=15))
+    r.scheduler.submit(job)
+    return job
+
+
+def _drafted(r: Rig, seq: int) -> int:
+    """Tokens fed for `seq` beyond one per step, once it generates (its drafts)."""
+    return sum(max(0, len(r.fed(step, seq)) - 1) for step in range(1, len(r.backend.batches)))
+
+
+def test_a_lone_copying_slot_drafts_what_pays_and_keeps_the_kv_exact():
+    r = _spec_rig(1)
+    job = _copying_job(r)
+    r.run()
+    assert finished(job).result.finish_reason is FinishReason.LENGTH
+    assert r.samplers[0].drawn[:24] == (PATTERN * 3)[:24]
+    assert _drafted(r, 0) > 0 and job.spec.accepted > 0
+    # At these costs a 4-token step is the best buy: 3 drafts, never more.
+    assert max(len(r.fed(step, 0)) for step in range(1, len(r.backend.batches))) == 4
+    assert r.backend.kv[0] == r.scheduler.slots[0].cached  # rejected drafts left the KV
+
+
+def test_four_generating_slots_fill_a_step_and_nobody_drafts():
+    r = _spec_rig(4)
+    jobs = [_copying_job(r) for _ in range(4)]
+    r.run()
+    assert all(finished(j).result.finish_reason is FinishReason.LENGTH for j in jobs)
+    fed = [[len(r.fed(step, seq)) for seq in range(4)] for step in range(len(r.backend.batches))]
+    all_generating = [i for i, counts in enumerate(fed) if counts == [1, 1, 1, 1]]
+    assert len(all_generating) > 10
+    # While all four generate, every step feeds one token each: no drafts at these prices...
+    first, last = all_generating[0], all_generating[-1]
+    assert all(fed[i] == [1, 1, 1, 1] for i in range(first, last + 1))
+    # ...and once two have finished, the others draft again (a 4-token step is cheap).
+    assert any(max(counts) > 1 for counts in fed[last + 1:])
+
+
+def test_step_costs_are_measured_once_after_the_first_speculating_slot_and_leave_its_kv():
+    r = rig(1, ctx_per_seq=256, batch_size=64)
+    r.scheduler.spec = SpecConfig(enabled=True, max_draft=15, batch_tokens=16)
+    job = _copying_job(r)
+    r.scheduler.step()                      # the prefill: nobody generates yet, nothing timed
+    assert not r.scheduler.step_costs.calibrated
+    kv_before = list(r.backend.kv[0])
+    r.scheduler.step()                      # timed before this step's batch is built
+    assert r.scheduler.step_costs.calibrated
+    timed = [len(b) for b in r.backend.batches[1:-1]]
+    assert timed == list(CALIBRATION_SIZES) * 3  # a warm-up round and two timed rounds
+    assert r.backend.kv[0][:len(kv_before)] == kv_before  # the dummies left; the step went on
+    assert r.backend.kv[0] == r.scheduler.slots[0].cached
+    steps = len(r.backend.batches)
+    r.run()
+    assert len(r.backend.batches) > steps and finished(job).result.finish_reason is FinishReason.LENGTH
+    assert len([b for b in r.backend.batches if len(b) == 16 and b[0].token == b[-1].token]) == 3

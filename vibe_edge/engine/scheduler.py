@@ -8,10 +8,11 @@ first, then a chunk of pending prompt for slots still prefilling, (4) decodes it
 Prefill chunks shrink while others are generating (`prefill_chunk_busy`), so a user's
 10k-token prompt costs everyone else a short pause per step, not a frozen stream.
 
-Speculative decoding (engine/speculate.py) rides on the same step: a generating slot may feed a
-few drafted tokens after its real one while the batch is small (`SpecConfig.batch_tokens`), and
-`_verify` samples at each of them in order, keeping the drafts the sampler agrees with and
-taking the rest back out of the KV.
+Speculative decoding (engine/speculate.py) rides on the same step: a generating slot may feed
+drafted tokens after its real one, as many as pay at the step costs measured around every
+`llama_decode` (engine/step_cost.py) with the rest of the batch in it, up to
+`SpecConfig.batch_tokens` in all; `_verify` samples at each of them in order, keeping the drafts
+the sampler agrees with and taking the rest back out of the KV.
 
 The scheduler talks to llama.cpp only through a DecodeBackend (engine/backend.py), so this
 policy is tested on a fake backend as well as on the real model.
@@ -29,6 +30,8 @@ from dataclasses import dataclass, field
 
 from vibe_edge.engine.backend import DecodeBackend
 from vibe_edge.engine.job import Job
+from vibe_edge.engine.speculate import expected_gain
+from vibe_edge.engine.step_cost import CALIBRATION_SIZES, StepCosts
 from vibe_edge.errors import EngineBusy, EngineClosed
 from vibe_edge.types import (
     Finished,
@@ -63,14 +66,17 @@ class Slot:
 
 @dataclass
 class Feed:
-    """What one slot put into this step's batch: `tokens` from its pending input, then `drafts`
-    (speculative guesses) right after them; `logits_index` is where the next token is sampled
-    (the last pending token's logits), and draft i's logits sit at logits_index + 1 + i."""
+    """What one slot put into this step's batch: `tokens` from its pending input, and `drafts`
+    (speculative guesses, at the positions right after them); `logits_index` is where the next
+    token is sampled (the last pending token's logits), and draft i's logits sit at batch
+    index draft_index + i."""
 
     slot: Slot
     tokens: list[int]
     logits_index: int | None
     drafts: list[int] = field(default_factory=list)
+    draft_index: int = -1
+
 
 
 class Scheduler:
@@ -88,6 +94,10 @@ class Scheduler:
         self.slots = [Slot(seq) for seq in range(backend.n_seq)]
         self.batch = backend.new_batch(batch_size)
         self.close_tokens = list(close_tokens)
+        # Decode time by batch size, measured once: what a draft's extra tokens cost here.
+        self.step_costs = StepCosts()
+        for n, seconds in self.spec.step_costs or ():
+            self.step_costs.record(n, seconds)  # given: nothing to measure
 
         self._queue: deque[Job] = deque()
         # Slow grammar draws (a whole vocabulary through a grammar: 20 ms to seconds) run here,
@@ -194,6 +204,8 @@ class Scheduler:
         self._collect_draws()
         self._admit()
         self._reap()
+        if not self.step_costs.calibrated:
+            self._calibrate_step_costs()
         feeds = self._build_batch()
         if not feeds:
             self._wait_for_draws()
@@ -389,17 +401,15 @@ class Scheduler:
                 self._finish(slot, FinishReason.TIMEOUT, clear_kv=True)
 
     def _build_batch(self) -> list[Feed]:
-        """Fill the batch: every generating slot's input (and drafts while there is room),
-        then prompt chunks."""
+        """Fill the batch: every generating slot's input, then prompt chunks, then the drafts
+        of speculating slots that pay in this step (SlotSpeculation.choose, priced by the
+        measured step costs with everything else in the batch already)."""
         self.batch.clear()
         feeds: list[Feed] = []
         active = [s for s in self.slots if s.job is not None and s.pending]
         generating = [s for s in active if not s.prefilling]
         prefilling = sorted((s for s in active if s.prefilling), key=lambda s: s.job.admitted_at)
         budget = self.batch_size
-        # Room for drafts: what the generating slots leave of spec.batch_tokens. With many
-        # slots generating the step is already as large as pays, and nobody drafts.
-        draft_room = self.spec.batch_tokens - sum(len(s.pending) for s in generating)
         for slot in generating + prefilling:
             if budget <= 0:
                 break
@@ -416,21 +426,76 @@ class Scheduler:
                 if want:
                     logits_index = index
             budget -= take
-            drafts: list[int] = []
-            job = slot.job
-            if (draft_room > 0 and job.spec is not None and not slot.prefilling
-                    and logits_index is not None and take == 1):
-                # Every draft position must fit the slot, and drafting past the request's
-                # token limit is work thrown away.
-                limit = min(draft_room, budget, self.ctx_per_slot - base - 2,
-                            job.max_new_tokens - job.n_generated - 1)
-                drafts = job.spec.propose(slot.cached, slot.pending, limit)
-                for j, token in enumerate(drafts):
-                    self.batch.add(token, base + 1 + j, slot.seq, True)
-                draft_room -= len(drafts)
-                budget -= len(drafts)
-            feeds.append(Feed(slot, chunk, logits_index, drafts))
+            feeds.append(Feed(slot, chunk, logits_index))
+        # Drafts only in steps of generating slots alone: a step with a prompt chunk is a
+        # prefill, and its new user's first token should not wait for anyone's guesses.
+        if len(feeds) == len(generating):
+            self._add_drafts(feeds, min(budget, self.spec.batch_tokens - self.batch.n))
         return feeds
+
+    def _calibrate_step_costs(self) -> None:
+        """Measure the step costs once, at the first step a speculating job generates: dummy
+        tokens decoded after that slot's context, then taken out of its KV again (between two
+        steps nothing else is in flight, so the slot's cache is as it was)."""
+        slot = next((s for s in self.slots if s.job is not None and s.job.spec is not None
+                     and not s.prefilling), None)
+        if slot is None:
+            return
+        base = len(slot.cached)
+        sizes = tuple(n for n in CALIBRATION_SIZES
+                      if n <= self.spec.batch_tokens and base + n < self.ctx_per_slot)
+        if not sizes:
+            return
+        filler = slot.cached[-1] if slot.cached else 0
+        batch = self.backend.new_batch(max(sizes))
+
+        def decode(n: int) -> None:
+            batch.clear()
+            for j in range(n):
+                batch.add(filler, base + j, slot.seq, True)
+            status = self.backend.decode(batch)
+            self.backend.remove(slot.seq, base, -1)
+            if status != 0:
+                raise RuntimeError(f"llama_decode failed with status {status} while timing steps")
+
+        try:
+            self.step_costs.calibrate(decode, sizes)
+        except RuntimeError:
+            # Never fail a request over this: price every draft out (a step of n tokens as n
+            # steps), so nobody drafts on this engine.
+            log.warning("could not time decode steps; speculative drafts are off", exc_info=True)
+            self.step_costs = StepCosts()
+            for n in (1, max(sizes)):
+                self.step_costs.record(n, float(n))
+        finally:
+            batch.close()
+        log.info("decode step costs (ms by tokens): %s",
+                 {n: round(1000 * (self.step_costs.cost(n) or 0), 1) for n in sizes})
+
+    def _add_drafts(self, feeds: list[Feed], room: int) -> None:
+        sampled = float(sum(1 for f in feeds if f.logits_index is not None))
+        for feed in feeds:
+            slot, job = feed.slot, feed.slot.job
+            if room <= 0:
+                break
+            if job.spec is None or feed.logits_index is None or len(feed.tokens) != 1:
+                continue
+            base = len(slot.cached)
+            # Every draft position must fit the slot, and drafting past the request's token
+            # limit is work thrown away.
+            limit = min(room, self.ctx_per_slot - base - 2, job.max_new_tokens - job.n_generated - 1)
+            candidate = job.spec.propose(slot.cached, slot.pending, limit)
+            if not candidate:
+                continue
+            drafts = job.spec.choose(candidate, self.batch.n, sampled, self.step_costs)
+            if not drafts:
+                continue
+            feed.draft_index = self.batch.n
+            for j, token in enumerate(drafts):
+                self.batch.add(token, base + 1 + j, slot.seq, True)
+            feed.drafts = drafts
+            room -= len(drafts)
+            sampled += expected_gain(job.spec.control.q, len(drafts))
 
     def _verify(self, slot: Slot, feed: Feed) -> None:
         """Sample at the real token, then at each draft in turn while the sampler keeps drawing
@@ -455,8 +520,8 @@ class Scheduler:
                 break
             slot.cached.append(token)
             slot.pending = []
+            index = feed.draft_index + accepted  # the logits after this accepted draft
             accepted += 1
-            index += 1
         job.spec.record(len(drafts), accepted)
         if len(slot.cached) < written:
             self.backend.remove(slot.seq, len(slot.cached), -1)

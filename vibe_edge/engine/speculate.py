@@ -3,38 +3,76 @@
 Math and code repeat themselves: an answer restates the given code, a proof the problem's
 expressions, a reasoning trace its own earlier lines. So the tokens that followed the latest
 earlier occurrence of the context's last few tokens are a good guess for what comes next. The
-scheduler feeds that guess (the draft) after the slot's real token in the step's one batch,
-samples at every drafted position in order, and keeps the drafted tokens for as long as the
-sampler draws exactly them (see Scheduler._verify). No second model, and the output is the one
-plain decoding would give: each token is still drawn by the request's own sampler chain, in
-order, from the logits of the context it would have had.
+scheduler feeds that guess (the draft) with the step's batch, samples at every drafted position
+in order, and keeps the drafted tokens for as long as the sampler draws exactly them (see
+Scheduler._verify). No second model, and the output is the one plain decoding would give: each
+token is still drawn by the request's own sampler chain, in order, from the logits of the
+context it would have had.
 
-A draft costs: on a CPU a verify of 1 + 3 tokens takes about 1.9x a single-token step. So each
-slot's DraftControl follows how its recent drafts fared, drafts shorter when they fail, and
-rests a while after a run of failures; text with nothing to copy then costs a few failed probes
-per hundred tokens, not a slower stream: each probe that fails doubles the next rest (a text
-that had nothing to copy for the last 50 tokens rarely starts copying in the next 10), and one
-that succeeds ends the resting.
+How long a draft to feed is a trade the machine decides: a step of more tokens costs more, by
+an amount that differs between CPUs and GPUs by an order of magnitude (engine/step_cost.py
+measures it as the engine runs). Each slot's DraftControl estimates the chance `q` that its
+next drafted token is accepted (from how its drafts fared: accepted tokens are successes, a
+rejection a failure); `best_draft` then picks the length that maximizes the step's expected
+tokens per second, 1 + q + q^2 + ... for the slot's own tokens, against the measured cost of a
+step that size, with the other slots' work already in the batch. So a slot copying code drafts
+long, a slot writing prose stops drafting, and with many slots generating (a full step) nobody
+drafts, without a threshold tuned for one machine.
+
+A slot that does not draft learns nothing new about its text. So when drafting would not pay
+even alone in a step, the slot rests, then probes with one token; each probe that fails
+doubles the next rest (text that had nothing to copy for the last 50 tokens rarely starts in
+the next 10), and one that succeeds ends the resting. Text with nothing to copy then costs a
+few failed one-token probes per thousand tokens.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from vibe_edge.engine.step_cost import StepCosts
 from vibe_edge.types import SpecConfig
 
-__all__ = ["DraftControl", "NgramIndex", "SlotSpeculation"]
+__all__ = ["DraftControl", "NgramIndex", "SlotSpeculation", "best_draft", "expected_gain"]
 
-# DraftControl's tuning, measured on the 2-core CPU (docs/BENCHMARKS.md, `bench --suite spec`).
-# The acceptance rate is a moving average over drafts, starting optimistic so a slot's first
-# drafts are full length.
-ACCEPTANCE_DECAY = 0.5
-FULL_DRAFT_ACCEPTANCE = 0.7   # at or above: draft max_draft tokens
-SHORT_DRAFT_ACCEPTANCE = 0.5  # at or above: one fewer; below: one token
-MIN_ACCEPTANCE = 0.35         # below this for PATIENCE drafts in a row: rest
-PATIENCE = 2
+# The acceptance estimate: decayed counts of accepted drafted tokens and of rejections, so
+# q = accepted / (accepted + rejections). It starts at 0.95, as if the text copied (on a CPU
+# only a text that copies well pays for a draft at all, so a lower start would never try), with
+# the weight of ten tokens: one failed draft brings it under what pays.
+PRIOR_ACCEPTED = 9.5
+PRIOR_REJECTED = 0.5
+ACCEPTANCE_DECAY = 0.8        # per draft
+PROBE_ACCEPTANCE = 0.95       # a probe is priced as if the text copied again
+MIN_GAIN = 0.03               # a draft must promise 3% more tokens per second than none
+FIRST_DRAFT = 2               # a slot's first drafts are short: a failed long one costs a lot;
+                              # each draft accepted whole doubles the length allowed next, a
+                              # rejection brings it back to one more than was accepted
 REST_STEPS = 24               # steps without drafting, then a one-token probe...
 MAX_REST_STEPS = 384          # ...each failed probe doubling the next rest, up to this
+
+
+def expected_gain(q: float, drafted: int) -> float:
+    """Tokens a draft of `drafted` tokens adds on average: q + q^2 + ... + q^drafted (the k-th
+    drafted token counts only if the k - 1 before it were accepted)."""
+    return sum(q ** k for k in range(1, drafted + 1))
+
+
+def best_draft(q: float, available: int, batch_tokens: int, sampled: float, costs: StepCosts) -> int:
+    """How many of `available` drafted tokens to feed: the length that maximizes the step's
+    expected new tokens per second, or 0 when no length beats not drafting by MIN_GAIN.
+
+    batch_tokens: the tokens the step holds already; sampled: the new tokens it is expected to
+    yield without this draft (one per slot sampling, plus other drafts' expected gains)."""
+    base = costs.cost(batch_tokens)
+    if available <= 0 or base is None:
+        return 0  # nothing to feed, or the costs are not measured yet
+    best, best_rate = 0, sampled / base
+    for d in range(1, available + 1):
+        cost = costs.cost(batch_tokens + d)
+        rate = (sampled + expected_gain(q, d)) / (cost if cost else base)
+        if rate > best_rate:
+            best, best_rate = d, rate
+    return best if best_rate >= (1 + MIN_GAIN) * sampled / base else 0
 
 
 class NgramIndex:
@@ -74,45 +112,59 @@ class NgramIndex:
 
 
 class DraftControl:
-    """How many tokens a slot may draft next, from how its recent drafts fared."""
+    """One slot's estimate of how its drafts fare, and when it rests from drafting."""
 
     def __init__(self, max_draft: int):
         self.max_draft = max_draft
-        self.acceptance = 1.0
-        self._low = 0      # drafts in a row below MIN_ACCEPTANCE
+        self._accepted = PRIOR_ACCEPTED
+        self._rejected = PRIOR_REJECTED
         self._rest = 0     # steps left without drafting
         self._rest_length = REST_STEPS  # the next rest's length
         self._probe = False
+        self._cap = min(FIRST_DRAFT, max_draft)  # the longest draft allowed next
+
+    @property
+    def q(self) -> float:
+        """The chance the next drafted token is accepted."""
+        return self._accepted / (self._accepted + self._rejected)
+
+    @property
+    def cap(self) -> int:
+        """The longest draft allowed next."""
+        return self._cap
+
+    @property
+    def probing(self) -> bool:
+        return self._probe and not self._rest
 
     def allowed(self) -> int:
-        """Called once per generating step of the slot; 0 while it rests."""
+        """Called once per generating step of the slot: how much of a draft to look up (0 while
+        it rests; `cap` says how much of it may be fed)."""
         if self._rest:
             self._rest -= 1
             return 0
-        if self._probe or self.acceptance < SHORT_DRAFT_ACCEPTANCE:
-            return 1
-        if self.acceptance < FULL_DRAFT_ACCEPTANCE:
-            return max(1, self.max_draft - 1)
         return self.max_draft
 
+    def decline(self) -> None:
+        """Drafting would not pay even alone in a step: rest, then probe."""
+        if not self._probe:
+            self._rest = self._rest_length
+            self._probe = True
+
     def record(self, drafted: int, accepted: int) -> None:
-        rate = accepted / drafted
+        rejected = 1.0 if accepted < drafted else 0.0
+        self._accepted = ACCEPTANCE_DECAY * self._accepted + accepted
+        self._rejected = ACCEPTANCE_DECAY * self._rejected + rejected
+        self._cap = min(self.max_draft, 2 * self._cap if not rejected else accepted + 1)
         if self._probe:
             self._probe = False
-            if accepted:  # the text copies again: start from a neutral estimate
-                self.acceptance = SHORT_DRAFT_ACCEPTANCE
-                self._low = 0
+            if accepted:  # the text copies again: drafting resumes from a fresh start
+                self._accepted, self._rejected = PRIOR_ACCEPTED, PRIOR_REJECTED
                 self._rest_length = REST_STEPS
+                self._cap = min(FIRST_DRAFT, self.max_draft)
                 return
             # Still nothing to copy: rest again at once, twice as long.
             self._rest_length = min(2 * self._rest_length, MAX_REST_STEPS)
-            self._rest = self._rest_length
-            self._probe = True
-            return
-        self.acceptance = ACCEPTANCE_DECAY * self.acceptance + (1 - ACCEPTANCE_DECAY) * rate
-        self._low = self._low + 1 if self.acceptance < MIN_ACCEPTANCE else 0
-        if self._low >= PATIENCE:
-            self._low = 0
             self._rest = self._rest_length
             self._probe = True
 
@@ -141,6 +193,22 @@ class SlotSpeculation:
             index.extend(cached[seen:])
         index.extend(pending[len(index) - len(cached):])
         return index.draft(min(allowed, limit))
+
+    def choose(self, candidate: list[int], batch_tokens: int, sampled: float,
+               costs: StepCosts) -> list[int]:
+        """The part of a proposed draft worth feeding in a step that holds `batch_tokens`
+        tokens already and is expected to yield `sampled` new ones (best_draft)."""
+        control = self.control
+        if control.probing:
+            # One token, to learn whether the text copies again; made when the whole draft at a
+            # copying text's rate would pay in this step (not in a step already full).
+            pays = best_draft(PROBE_ACCEPTANCE, len(candidate), batch_tokens, sampled, costs)
+            return candidate[:1] if pays else []
+        candidate = candidate[:control.cap]
+        n = best_draft(control.q, len(candidate), batch_tokens, sampled, costs)
+        if n == 0 and best_draft(control.q, len(candidate), 1, 1.0, costs) == 0:
+            control.decline()  # not even alone in a step: the text does not copy now
+        return candidate[:n]
 
     def record(self, drafted: int, accepted: int) -> None:
         self.drafted += drafted

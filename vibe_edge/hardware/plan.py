@@ -314,9 +314,9 @@ def make_plan(hw: HardwareInfo, model: GGUFFacts | None = None, *, threads: int 
     decide("spec_batch_tokens", spec_batch_tokens,
            "speculative drafts fill a step up to this many tokens: a GPU step is memory-bound and "
            "costs about the same for 16 tokens as for 1" if on_gpu else
-           "speculative drafts fill a step up to this many tokens: on a CPU a step of 4 tokens "
-           "costs about 2x one token and each token past that about as much as a whole step, so "
-           "drafting backs off when several slots generate")
+           "speculative drafts fill a step up to this many tokens; within that the engine prices "
+           "each draft by the step costs it measures, so drafting backs off when several slots "
+           "generate")
 
     weights = shape.weights_bytes
     kv_bytes = n_slots * ctx * shape.kv_bytes_per_token(kv)
