@@ -420,13 +420,6 @@ def test_a_slow_draw_runs_off_the_scheduler_thread_while_other_slots_keep_decodi
 
 # -- speculative drafts, priced by step costs ---------------------------------------------------
 
-def _costs(table: dict[int, float]) -> StepCosts:
-    costs = StepCosts()
-    for n, seconds in table.items():
-        costs.record(n, seconds)
-    return costs
-
-
 # Memory-bound up to 4 tokens (a step of 4 costs little more than 1), compute-bound past that.
 SATURATING = {1: 10.0, 2: 10.5, 4: 12.0, 8: 24.0, 16: 48.0}
 PATTERN = [10, 11, 12, 13, 14, 15, 16, 17]
@@ -435,7 +428,7 @@ PATTERN = [10, 11, 12, 13, 14, 15, 16, 17]
 def _spec_rig(n_seq: int) -> Rig:
     r = rig(n_seq, ctx_per_seq=256, batch_size=64)
     r.scheduler.spec = SpecConfig(enabled=True, max_draft=15, batch_tokens=16)
-    r.scheduler.step_costs = _costs(SATURATING)
+    r.scheduler.step_costs = StepCosts.of(SATURATING.items())
     return r
 
 

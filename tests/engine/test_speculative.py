@@ -73,13 +73,6 @@ def test_index_prefers_the_longest_suffix_and_never_matches_itself():
     assert fresh.draft(3) == []         # the suffix has occurred only as itself
 
 
-def _costs(table: dict[int, float]) -> StepCosts:
-    costs = StepCosts()
-    for n, seconds in table.items():
-        costs.record(n, seconds)
-    return costs
-
-
 # One decode step of n tokens on the two CPUs measured (docs/BENCHMARKS.md), and a GPU-like one.
 AVX512_CPU = {1: 33.1, 2: 58.2, 4: 100.1, 8: 195.2, 16: 209.4}
 AVX2_CPU = {1: 99.0, 2: 160.0, 4: 190.0, 8: 370.0, 16: 514.0}
@@ -112,20 +105,20 @@ def test_calibration_times_each_size_after_a_warm_up():
 
 def test_best_draft_follows_the_machine_and_the_acceptance():
     # Copying code (q 0.96): long drafts where a 16-token step is cheap per token...
-    assert best_draft(0.96, 15, 1, 1.0, _costs(AVX512_CPU)) == 15
-    assert best_draft(0.96, 15, 1, 1.0, _costs(GPU_LIKE)) == 15
+    assert best_draft(0.96, 15, 1, 1.0, StepCosts.of(AVX512_CPU.items())) == 15
+    assert best_draft(0.96, 15, 1, 1.0, StepCosts.of(GPU_LIKE.items())) == 15
     # ...prose (q 0.3): none on either CPU, some on a GPU, where a failed guess costs nothing.
-    assert best_draft(0.3, 15, 1, 1.0, _costs(AVX512_CPU)) == 0
-    assert best_draft(0.3, 15, 1, 1.0, _costs(AVX2_CPU)) == 0
-    assert best_draft(0.3, 15, 1, 1.0, _costs(GPU_LIKE)) >= 1
+    assert best_draft(0.3, 15, 1, 1.0, StepCosts.of(AVX512_CPU.items())) == 0
+    assert best_draft(0.3, 15, 1, 1.0, StepCosts.of(AVX2_CPU.items())) == 0
+    assert best_draft(0.3, 15, 1, 1.0, StepCosts.of(GPU_LIKE.items())) >= 1
     # Where every token costs a step, a step of four generating slots is full: nothing pays.
-    assert best_draft(0.95, 12, 4, 4.0, _costs(COMPUTE_BOUND)) == 0
+    assert best_draft(0.95, 12, 4, 4.0, StepCosts.of(COMPUTE_BOUND.items())) == 0
     # On the measured CPUs a 16-token step costs far less per token than a 4-token one, so a
     # slot that copies well still pays its way beside three others.
-    assert best_draft(0.95, 12, 4, 4.0, _costs(AVX512_CPU)) == 12
+    assert best_draft(0.95, 12, 4, 4.0, StepCosts.of(AVX512_CPU.items())) == 12
     # Nothing measured yet: no drafts (the scheduler measures first).
     assert best_draft(0.99, 3, 1, 1.0, StepCosts()) == 0
-    assert best_draft(0.9, 0, 1, 1.0, _costs(GPU_LIKE)) == 0
+    assert best_draft(0.9, 0, 1, 1.0, StepCosts.of(GPU_LIKE.items())) == 0
 
 
 def _prose_slot() -> SlotSpeculation:
@@ -142,7 +135,7 @@ def _rest(control: DraftControl) -> int:
 
 def test_a_slot_that_fails_rests_and_failed_probes_double_the_rest():
     slot = _prose_slot()
-    control, costs = slot.control, _costs(AVX512_CPU)
+    control, costs = slot.control, StepCosts.of(AVX512_CPU.items())
     candidate = list(range(15))
     assert len(slot.choose(candidate, 1, 1.0, costs)) == FIRST_DRAFT  # a short first draft
     while True:                    # drafts fail until drafting stops paying
@@ -160,7 +153,7 @@ def test_a_slot_that_fails_rests_and_failed_probes_double_the_rest():
     assert rests == [REST_STEPS, 2 * REST_STEPS, 4 * REST_STEPS, 8 * REST_STEPS, MAX_REST_STEPS,
                      MAX_REST_STEPS]
     _rest(control)
-    full = _costs(COMPUTE_BOUND)
+    full = StepCosts.of(COMPUTE_BOUND.items())
     assert slot.choose(candidate, 4, 4.0, full) == []  # no probe in a step already full...
     assert slot.choose(candidate, 1, 1.0, costs) == candidate[:1]  # ...it waits for a light one
     slot.record(1, 1)                         # the text copies again: drafting resumes at once
@@ -169,7 +162,7 @@ def test_a_slot_that_fails_rests_and_failed_probes_double_the_rest():
 
 def test_draft_length_doubles_while_drafts_are_accepted_whole():
     slot = _prose_slot()
-    costs, candidate = _costs(AVX512_CPU), list(range(15))
+    costs, candidate = StepCosts.of(AVX512_CPU.items()), list(range(15))
     lengths = []
     for _ in range(5):
         chosen = slot.choose(candidate, 1, 1.0, costs)

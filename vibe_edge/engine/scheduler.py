@@ -95,9 +95,7 @@ class Scheduler:
         self.batch = backend.new_batch(batch_size)
         self.close_tokens = list(close_tokens)
         # Decode time by batch size, measured once: what a draft's extra tokens cost here.
-        self.step_costs = StepCosts()
-        for n, seconds in self.spec.step_costs or ():
-            self.step_costs.record(n, seconds)  # given: nothing to measure
+        self.step_costs = StepCosts.of(self.spec.step_costs or ())  # given: nothing to measure
 
         self._queue: deque[Job] = deque()
         # Slow grammar draws (a whole vocabulary through a grammar: 20 ms to seconds) run here,
@@ -464,9 +462,7 @@ class Scheduler:
             # Never fail a request over this: price every draft out (a step of n tokens as n
             # steps), so nobody drafts on this engine.
             log.warning("could not time decode steps; speculative drafts are off", exc_info=True)
-            self.step_costs = StepCosts()
-            for n in (1, max(sizes)):
-                self.step_costs.record(n, float(n))
+            self.step_costs = StepCosts.of((n, float(n)) for n in (1, max(sizes)))
         finally:
             batch.close()
         log.info("decode step costs (ms by tokens): %s",

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 __all__ = ["CALIBRATION_SIZES", "StepCosts"]
 
@@ -35,6 +35,14 @@ class StepCosts:
     def __init__(self) -> None:
         self._cost: dict[int, float] = {}
         self._sizes: list[int] = []  # measured token counts, sorted
+
+    @classmethod
+    def of(cls, measured: Iterable[tuple[int, float]]) -> StepCosts:
+        """A table of given (tokens, seconds) steps (SpecConfig.step_costs, tests)."""
+        costs = cls()
+        for tokens, seconds in measured:
+            costs.record(tokens, seconds)
+        return costs
 
     @property
     def calibrated(self) -> bool:
