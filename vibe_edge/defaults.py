@@ -41,12 +41,13 @@ KV_BYTES_PER_ELEMENT = MappingProxyType({"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18
 """Bytes per cached K/V element: q8_0 stores 32 values in 34 bytes (32 int8 + an f16 scale),
 q4_0 32 values in 18 bytes."""
 
-DEFAULT_SPEC = False
-"""Speculative decoding (n-gram drafts from the slot's own context) is off unless asked for
-(`--spec`, `spec = true`, per request): on the 2-core CPU it made a code edit 1.4-1.5x faster and
-math 1.02x, but prose 0.87x and four streams 0.93x (docs/BENCHMARKS.md, 2026-12-02), a cost not
-yet explained for the four streams, which drafted nothing. Turn it on by default once that is
-understood, or on a GPU once measured there."""
+DEFAULT_SPEC = True
+"""Speculative decoding (n-gram drafts from the slot's own context) is on: the engine measures
+what a step costs on this machine and feeds a draft only where it is expected to pay
+(engine/speculate.py), so where there is nothing to copy it costs at most a few failed probes.
+On the 2-core AVX-512 CPU with the real 1.5B weights (docs/BENCHMARKS.md, 2026-12-02): a code
+edit 2.35-2.38x, math 1.00x, prose 0.98-1.00x, four streams 0.98-1.00x (off vs off: 1.01-1.02x,
+the noise). `--no-spec` (`VIBE_EDGE_SPEC=false`) turns it off."""
 DEFAULT_SPEC_MAX_DRAFT = 15
 """Drafted tokens per slot and step at most; how many of them a step actually feeds is priced
 by the measured cost of a step that size (engine/step_cost.py, engine/speculate.py)."""

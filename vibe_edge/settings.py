@@ -113,8 +113,8 @@ class Settings:
     # The most tokens one request may generate (thinking included); None: what the slot holds.
     max_tokens: int | None = None
     # Speculative decoding: draft tokens from n-grams of the slot's own context and verify them
-    # in the step's batch (requests may turn it on or off); output is unchanged. Off by default
-    # until it pays everywhere (see defaults.DEFAULT_SPEC).
+    # in the step's batch (requests may turn it on or off); output is unchanged. On: drafts are
+    # fed only where the measured step costs say they pay (see defaults.DEFAULT_SPEC).
     spec: bool = DEFAULT_SPEC
     # The most tokens drafted per slot and step.
     spec_max_draft: int = DEFAULT_SPEC_MAX_DRAFT
