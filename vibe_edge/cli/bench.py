@@ -92,7 +92,7 @@ def bench(
                 flash_attn=plan.flash_attn, kv_type=plan.kv_type, rounds=rounds,
                 tokens={k: max(8, int(v * spec_tokens)) for k, v in DEFAULT_CASE_TOKENS.items()},
                 cases=tuple(spec_case or CASES), samplings=tuple(spec_sampling or SAMPLINGS),
-                spec=SpecConfig(max_draft=settings.spec_max_draft, ngram_min=settings.spec_ngram_min,
+                spec=SpecConfig(enabled=True, max_draft=settings.spec_max_draft, ngram_min=settings.spec_ngram_min,
                                 ngram_max=settings.spec_ngram_max, batch_tokens=plan.spec_batch_tokens))
             report = run_spec_benchmark(spec_cfg, progress=lambda m: err_console.print(f"[dim]{m}[/]"))
             print(json.dumps(report, indent=2) if as_json else format_spec_report(report))

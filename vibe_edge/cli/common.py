@@ -31,7 +31,7 @@ KvTypeOpt = Annotated[Optional[str], typer.Option(
     "--kv-type", help="KV cache type: f16, q8_0 or q4_0. Default: the plan's.")]
 SpecOpt = Annotated[Optional[bool], typer.Option(
     "--spec/--no-spec", help="Speculative decoding from the context's own n-grams (same output, "
-                             "faster where text repeats, as in code edits). Default: off.")]
+                             "faster where text repeats, as in code edits). Default: on.")]
 
 
 def settings_from_flags(**flags: Any) -> Settings:
