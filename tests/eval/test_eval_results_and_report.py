@@ -121,5 +121,6 @@ def test_vote_gain_is_paired_and_early_stop_is_replayed():
     assert stop["completion_tokens"] == 1230
     assert stop["with_early_stop"] == 1230 - (500 - 120)
     assert stop["samples_cancelled"] == 1 and stop["problems_stopped_early"] == 1
+    assert stop["steps"] == 500 + 100 and stop["steps_with_early_stop"] == 120 + 100  # the longest cut
     text = format_report(summarize(samples))
     assert "maj@4 - pass@1" in text and "early stop" in text

@@ -88,7 +88,7 @@ def _early_stop(problems: Iterable[Sequence[dict[str, Any]]]) -> dict[str, Any]:
     """What the engine's early stop (`vote: true`) would have saved on these samples: each
     problem's vote replayed with the engine's answer rule in the order the samples finished.
     The eval itself never stops a sample (pass@K needs them all)."""
-    total = kept = stopped_problems = cancelled = 0
+    total = kept = steps = steps_kept = stopped_problems = cancelled = 0
     for group in problems:
         lengths = [int((s.get("stats") or {}).get("completion_tokens") or 0) for s in group]
         votes = []
@@ -99,11 +99,17 @@ def _early_stop(problems: Iterable[Sequence[dict[str, Any]]]) -> dict[str, Any]:
         at, cut = replay_early_stop(votes)
         total += sum(lengths)
         kept += sum(lengths) if at < 0 else sum(min(t, at) for t in lengths)
+        # Decoding together, a problem's samples take as many steps as the longest of them:
+        # the request's latency, which the early stop shortens by cutting the longest.
+        steps += max(lengths, default=0)
+        steps_kept += max(lengths, default=0) if at < 0 else max(min(t, at) for t in lengths)
         if cut:
             stopped_problems += 1
             cancelled += len(cut)
     return {"completion_tokens": total, "with_early_stop": kept,
             "saved": (total - kept) / total if total else None,
+            "steps": steps, "steps_with_early_stop": steps_kept,
+            "steps_saved": (steps - steps_kept) / steps if steps else None,
             "problems_stopped_early": stopped_problems, "samples_cancelled": cancelled}
 
 
@@ -228,8 +234,9 @@ def format_report(report: dict[str, Any]) -> str:
         if s.get("early_stop"):
             e = s["early_stop"]
             lines.append(f"  early stop (the engine's vote rule, replayed): {_pct(e['saved'])} of "
-                         f"{e['completion_tokens']} tokens saved, {e['samples_cancelled']} samples cancelled "
-                         f"in {e['problems_stopped_early']} problems")
+                         f"{e['completion_tokens']} tokens saved, {_pct(e['steps_saved'])} of the decode "
+                         f"steps, {e['samples_cancelled']} samples cancelled in "
+                         f"{e['problems_stopped_early']} problems")
         lines.append(f"  tokens   {s['mean_reasoning_tokens']:.0f} reasoning + {s['mean_answer_tokens']:.0f} answer "
                      f"per sample (mean)")
         tps = s["tokens_per_s"]
