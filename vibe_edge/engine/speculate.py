@@ -67,9 +67,11 @@ def best_draft(q: float, available: int, batch_tokens: int, sampled: float, cost
     if available <= 0 or base is None:
         return 0  # nothing to feed, or the costs are not measured yet
     best, best_rate = 0, sampled / base
+    gain, p = 0.0, 1.0
     for d in range(1, available + 1):
-        cost = costs.cost(batch_tokens + d)
-        rate = (sampled + expected_gain(q, d)) / (cost if cost else base)
+        p *= q
+        gain += p  # expected_gain(q, d), one term at a time
+        rate = (sampled + gain) / costs.cost(batch_tokens + d)
         if rate > best_rate:
             best, best_rate = d, rate
     return best if best_rate >= (1 + MIN_GAIN) * sampled / base else 0
